@@ -1,0 +1,66 @@
+"""Every zone, table and partition path of the lake, built in one place.
+
+The lake root is a URI (`file:///...` or `s3a://...`); paths are plain string joins so the
+same code serves both. Names that start with `_` are invisible to Spark's partition
+discovery, which is how staging areas and manifests stay out of readers' way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+MANIFEST_FILE = "_manifest.json"
+
+
+def as_date(value: str | dt.date) -> dt.date:
+    """Parse a `YYYY-MM-DD` run date with a clear error (jobs get dates as strings)."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: str
+
+    def __post_init__(self) -> None:
+        if "://" not in self.root:
+            raise ValueError(f"lake root must be a URI such as file:///data/lake, got {self.root!r}")
+        object.__setattr__(self, "root", self.root.rstrip("/"))
+
+    def table(self, zone: str, table: str) -> str:
+        return f"{self.root}/{zone}/{table}"
+
+    # raw/: immutable landing, one directory per Kafka timestamp date and partition
+    def raw_topic(self, topic: str) -> str:
+        return self.table("raw", topic)
+
+    def raw_dir(self, topic: str, kafka_date: dt.date, partition: int) -> str:
+        return f"{self.raw_topic(topic)}/kafka_date={kafka_date.isoformat()}/partition={partition}"
+
+    def raw_file(self, topic: str, kafka_date: dt.date, partition: int, first: int, last: int) -> str:
+        """A raw file is named by its Kafka coordinates, so a retried range maps to the same name."""
+        name = f"{topic}-{partition}-{first:020d}-{last:020d}.jsonl"
+        return f"{self.raw_dir(topic, kafka_date, partition)}/{name}"
+
+    # date-partitioned zones
+    def partition(self, zone: str, table: str, day: dt.date) -> str:
+        return f"{self.table(zone, table)}/dt={day.isoformat()}"
+
+    def staging(self, zone: str, table: str, day: dt.date, run_id: str) -> str:
+        return f"{self.table(zone, table)}/_staging/dt={day.isoformat()}/run_id={run_id}"
+
+    def rejected(self, zone: str, table: str, day: dt.date, run_id: str) -> str:
+        """Where a batch that failed validation is kept for inspection, outside readers' view."""
+        return f"{self.root}/quarantine/_rejected_batches/{zone}/{table}/dt={day.isoformat()}/run_id={run_id}"
+
+    def data_docs(self) -> str:
+        return f"{self.root}/data_docs"
+
+    @staticmethod
+    def manifest(partition_dir: str) -> str:
+        return f"{partition_dir}/{MANIFEST_FILE}"

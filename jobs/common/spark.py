@@ -1,0 +1,111 @@
+"""SparkSession and Hadoop-filesystem helpers shared by the Spark jobs.
+
+File operations go through Hadoop's FileSystem API (the one Spark writes with), so the same
+code handles `file://` and `s3a://`. Only driver-side metadata work happens here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
+
+from jobs.common import config
+
+log = logging.getLogger(__name__)
+
+
+def get_spark(app_name: str) -> SparkSession:
+    """The job's session; master and resources come from spark-submit, not from code."""
+    spark = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def load_schema(name: str) -> StructType:
+    """A schema kept in `include/schemas/<name>.json` (Spark's StructType JSON)."""
+    with open(config.include_path("schemas", f"{name}.json"), encoding="utf-8") as fh:
+        return StructType.fromJson(json.load(fh))
+
+
+class LakeFS:
+    """Hadoop FileSystem operations on lake URIs."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _path(self, uri: str) -> tuple[Any, Any]:
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path.getFileSystem(self._conf), path
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self._path(uri)
+        return bool(fs.exists(path))
+
+    def delete(self, uri: str) -> None:
+        fs, path = self._path(uri)
+        fs.delete(path, True)
+
+    def list_dirs(self, uri: str) -> list[str]:
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return []
+        return sorted(str(s.getPath().toString()) for s in fs.listStatus(path) if s.isDirectory())
+
+    def read_text(self, uri: str) -> str | None:
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return None
+        stream = fs.open(path)
+        try:
+            return self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+
+    def write_text(self, uri: str, text: str) -> None:
+        fs, path = self._path(uri)
+        stream = fs.create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def move(self, src: str, dst: str) -> None:
+        fs, src_path = self._path(src)
+        _, dst_path = self._path(dst)
+        fs.mkdirs(dst_path.getParent())
+        if not fs.rename(src_path, dst_path):
+            raise OSError(f"could not move {src} to {dst}")
+
+    def copy_from_local(self, local_dir: str, uri: str) -> None:
+        fs, path = self._path(uri)
+        fs.delete(path, True)
+        fs.copyFromLocalFile(False, True, self._jvm.org.apache.hadoop.fs.Path(local_dir), path)
+
+    def publish(self, staging: str, final: str) -> None:
+        """Replace `final` with `staging` by rename: readers see the old or the new data, never half.
+
+        On `file://` and HDFS each rename is atomic; on S3 (s3a) a rename is a copy, so readers
+        should treat the partition's `_manifest.json` (written last) as the commit marker.
+        """
+        fs, final_path = self._path(final)
+        backup = f"{final.rsplit('/', 1)[0]}/_replaced_{final.rsplit('/', 1)[1]}"
+        self.delete(backup)
+        if fs.exists(final_path):
+            self.move(final, backup)
+        try:
+            self.move(staging, final)
+        except OSError:
+            if self.exists(backup):
+                self.move(backup, final)
+            raise
+        self.delete(backup)
+        log.info("published %s", final)

@@ -1,0 +1,94 @@
+"""The Great Expectations gate: validate a staged DataFrame against a suite kept in include/.
+
+GX runs inside the Spark job (the GX Airflow operators build DataFrames at DAG-parse time).
+Run-dependent bounds (time window, row-count range) are GX suite parameters (`$PARAMETER`),
+so the suite file stays the single statement of the contract. GX 1.x has no S3 stores: the
+Data Docs are built in a local temp dir and copied to the lake with Hadoop's FileSystem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import great_expectations as gx  # noqa: E402
+from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
+from great_expectations.core.expectation_suite import ExpectationSuite  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+from pyspark.sql import DataFrame  # noqa: E402
+
+from jobs.common import config  # noqa: E402
+from jobs.common.spark import LakeFS  # noqa: E402
+
+
+@dataclass
+class ValidationOutcome:
+    suite: str
+    success: bool
+    evaluated: int
+    failures: list[str] = field(default_factory=list)
+    data_docs: str | None = None
+
+    def summary(self) -> str:
+        head = f"GX suite {self.suite}: {len(self.failures)} of {self.evaluated} expectations failed"
+        return "; ".join([head, *self.failures]) if self.failures else f"GX suite {self.suite}: all passed"
+
+
+def load_suite(name: str) -> ExpectationSuite:
+    with open(config.include_path("expectations", f"{name}.json"), encoding="utf-8") as fh:
+        return ExpectationSuite(**json.load(fh))
+
+
+def _describe(result: Any) -> str:
+    cfg = result.expectation_config
+    column = cfg.kwargs.get("column")
+    target = f"{cfg.type}({column})" if column else cfg.type
+    res = result.result or {}
+    if "unexpected_count" in res:
+        examples = ", ".join(map(str, (res.get("partial_unexpected_list") or [])[:3]))
+        return f"{target}: {res['unexpected_count']} unexpected (e.g. {examples})"
+    if "observed_value" in res:
+        return f"{target}: observed {res['observed_value']}"
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        return f"{target}: error {result.exception_info.get('exception_message')}"
+    return target
+
+
+def validate(df: DataFrame, suite_name: str, parameters: dict[str, Any],
+             docs_uri: str | None = None, lake_fs: LakeFS | None = None) -> ValidationOutcome:
+    """Run the suite on `df`; optionally publish the run's Data Docs (HTML) to `docs_uri`."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    with tempfile.TemporaryDirectory(prefix="gx-docs-") as local_docs:
+        context.add_data_docs_site("lake", {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": local_docs},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+        batch = (context.data_sources.add_spark("spark")
+                 .add_dataframe_asset(suite_name)
+                 .add_batch_definition_whole_dataframe("partition"))
+        suite = context.suites.add(load_suite(suite_name))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=suite_name, validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs")] if docs_uri else [],
+            result_format={"result_format": "SUMMARY"},
+        ))
+        run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters)
+        results = [r for vr in run.run_results.values() for r in vr.results]
+        if docs_uri and lake_fs is not None:
+            lake_fs.copy_from_local(local_docs, docs_uri)
+    return ValidationOutcome(
+        suite=suite_name,
+        success=bool(run.success),
+        evaluated=len(results),
+        failures=[_describe(r) for r in results if not r.success],
+        data_docs=f"{docs_uri}/index.html" if docs_uri else None,
+    )

@@ -1,0 +1,288 @@
+"""Deterministic demo clickstream with real signal, planted experiment effects and ~1% bad events.
+
+Users have sessions (page_view first, then search/click/play/add_to_cart/purchase), Zipf
+item popularity within latent genres and per-user genre tastes (so collaborative filtering
+has something to find), a user agent, referrer, IP and consent flag. Experiment exposures
+come from a hash allocator (experiment id + user id -> variant, stable across days) with the
+effects planted in `include/demo_generator.yaml`: a real lift, an A/A test and a
+sample-ratio mismatch. Bad events are the kinds real pipelines see: invalid JSON, missing
+user_id, wrong types, timestamps far in the future and exact re-deliveries.
+
+Output goes to a Kafka topic when --bootstrap-servers is given, otherwise straight into the
+raw landing zone in exactly the layout the Kafka drain writes. Same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import sys
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from jobs.common import config, raw_zone
+from jobs.common.paths import Lake, as_date
+
+log = logging.getLogger("demo_generator")
+
+EPOCH = dt.date(2000, 1, 1)
+OFFSETS_PER_DAY = 10**8  # simulated Kafka offsets: each generated day owns its own range
+HOUR_WEIGHTS = np.array([1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 6, 6, 5, 5, 5, 6, 7, 8, 9, 9, 8, 5, 3], float)
+
+
+def allocate(experiment_id: str, user_id: str, weights: dict[str, float]) -> str:
+    """Hash allocator: the same user always gets the same variant of an experiment."""
+    digest = hashlib.sha256(f"{experiment_id}:{user_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = 0.0
+    for variant, weight in weights.items():
+        cumulative += weight
+        if point < cumulative:
+            return variant
+    return variant
+
+
+def _uniform_hash(*parts: str) -> float:
+    return int.from_bytes(hashlib.sha256(":".join(parts).encode()).digest()[:8], "big") / 2**64
+
+
+@dataclass(frozen=True)
+class Scale:
+    events_per_day: int = 20_000
+    users: int = 2_000
+    items: int = 1_000
+    days: int = 1
+
+
+class Population:
+    """Users and items, fixed by the seed so that every day sees the same people and catalog."""
+
+    def __init__(self, scale: Scale, seed: int, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        rng = np.random.default_rng([seed, 0])
+        k = int(settings["taste_clusters"])
+        self.user_ids = np.array([f"u{i:07d}" for i in range(scale.users)])
+        activity = rng.lognormal(0.0, 1.0, scale.users)
+        self.activity = activity / activity.sum()
+        self.taste_cdf = np.cumsum(rng.dirichlet(np.full(k, settings["taste_alpha"]), scale.users), axis=1)
+        self.consent = rng.random(scale.users) < settings["consent_rate"]
+        self.user_agent = rng.integers(0, len(settings["user_agents"]), scale.users)
+        self.ip = np.array([_ip(rng) for _ in range(scale.users)])
+        self.partition = np.array([zlib.crc32(u.encode()) % settings["partitions"] for u in self.user_ids])
+        self.items = scale.items
+        self.item_price = np.round(rng.lognormal(2.5, 0.6, scale.items), 2)
+        ranks = np.arange(int(np.ceil(scale.items / k)))
+        zipf = 1.0 / (ranks + 1.0) ** settings["zipf_exponent"]
+        self.rank_cdf = np.cumsum(zipf / zipf.sum())
+        self.clusters = k
+
+    @cached_property
+    def exposures(self) -> np.ndarray:
+        """Per user: the experiments and variants they are logged as exposed to."""
+        out = np.empty(len(self.user_ids), dtype=object)
+        for i, user in enumerate(self.user_ids):
+            logged = []
+            for exp in self.settings["experiments"]:
+                variant = allocate(exp["id"], user, exp["variants"])
+                loss = exp.get("exposure_loss", {}).get(variant, 0.0)
+                if _uniform_hash("exposure-loss", exp["id"], user) >= loss:
+                    logged.append({"experiment_id": exp["id"], "variant": variant})
+            out[i] = logged
+        return out
+
+    @cached_property
+    def purchase_multiplier(self) -> np.ndarray:
+        """Planted effects: the product of each allocated variant's relative purchase lift."""
+        mult = np.ones(len(self.user_ids))
+        for exp in self.settings["experiments"]:
+            lifts = exp.get("purchase_lift", {})
+            for i, user in enumerate(self.user_ids):
+                mult[i] *= 1.0 + lifts.get(allocate(exp["id"], user, exp["variants"]), 0.0)
+        return mult
+
+
+def _ip(rng: np.random.Generator) -> str:
+    if rng.random() < 0.1:
+        return ":".join(f"{x:x}" for x in rng.integers(0, 65536, 8))
+    return ".".join(str(x) for x in rng.integers(1, 255, 4))
+
+
+def generate_day(population: Population, day: dt.date, events: int, seed: int,
+                 topic: str) -> list[raw_zone.RawRecord]:
+    """One day of events as Kafka records (partition, offset, timestamp), bad ones included."""
+    s = population.settings
+    rng = np.random.default_rng([seed, day.toordinal()])
+    mean_len = float(s["mean_events_per_session"])
+    lengths = rng.geometric(1.0 / mean_len, int(events / mean_len * 1.5) + 10)
+    n_sessions = int(np.searchsorted(np.cumsum(lengths), events)) + 1
+    lengths = lengths[:n_sessions]
+    lengths[-1] -= lengths.sum() - events
+    session = np.repeat(np.arange(n_sessions), lengths)
+    first = np.r_[0, np.cumsum(lengths)[:-1]]
+    position = np.arange(events) - first[session]
+
+    user = rng.choice(len(population.user_ids), n_sessions, p=population.activity)[session]
+    hour = rng.choice(24, n_sessions, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+    start_s = hour * 3600 + rng.uniform(0, 3600, n_sessions)
+    gaps = rng.exponential(s["mean_seconds_between_events"], events)
+    gaps[position == 0] = 0.0
+    elapsed = np.cumsum(gaps)
+    elapsed -= elapsed[first][session]
+    day_start_ms = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
+    event_ms = day_start_ms + ((start_s[session] + elapsed) * 1000).astype(np.int64)
+
+    types = list(s["event_type_weights"])
+    weights = np.array(list(s["event_type_weights"].values()), float)
+    weights /= weights.sum()
+    type_idx = rng.choice(len(types), events, p=weights)
+    p_purchase = weights[types.index("purchase")]
+    upgrade = p_purchase * (population.purchase_multiplier[user] - 1.0) / (1.0 - p_purchase)
+    type_idx[(rng.random(events) < upgrade)] = types.index("purchase")
+    type_idx[position == 0] = types.index("page_view")
+    event_type = np.array(types)[type_idx]
+
+    explore = rng.random(events) < 0.15
+    cluster = (rng.random(events)[:, None] > population.taste_cdf[user]).sum(axis=1)
+    cluster[explore] = rng.integers(0, population.clusters, explore.sum())
+    rank = np.searchsorted(population.rank_cdf, rng.random(events))
+    item = (rank * population.clusters + cluster) % population.items
+    is_search = event_type == "search"
+    words = np.array(s["genre_words"])
+    ids = rng.integers(0, 2**63, (events, 2))
+
+    frame = pd.DataFrame({
+        "event_id": [f"{a:016x}{b:016x}" for a, b in ids],
+        "event_type": event_type,
+        "event_ts": np.char.add(np.datetime_as_string(event_ms.astype("datetime64[ms]"), unit="ms"), "Z"),
+        "user_id": population.user_ids[user],
+        "session_id": [f"s{day.toordinal()}-{x}" for x in session],
+        "item_id": np.where(is_search, None, np.char.add("i", np.char.zfill(item.astype(str), 6))),
+        "query": np.where(is_search, np.char.add(np.char.add(words[cluster % len(words)], " "),
+                                                 rng.integers(1, 50, events).astype(str)), None),
+        "revenue": np.where(event_type == "purchase", population.item_price[item], np.nan),
+        "currency": np.where(event_type == "purchase", "EUR", None),
+        "user_agent": np.array(s["user_agents"])[population.user_agent[user]],
+        "referrer": np.where(position == 0,
+                             np.array(s["referrers"], dtype=object)[rng.integers(0, len(s["referrers"]), events)],
+                             "https://shop.example/"),
+        "ip": population.ip[user],
+        "consent": population.consent[user],
+        "experiments": np.where(position == 0, population.exposures[user], None),
+    })
+    lines = frame.to_json(orient="records", lines=True).splitlines()
+    delay_ms = (rng.lognormal(7.3, 1.0, events)).astype(np.int64)  # median ~1.5 s to reach Kafka
+    late = rng.random(events) < 0.003
+    delay_ms[late] += rng.integers(3_600_000, 20 * 3_600_000, late.sum())  # late arrivals, < 1 day
+    kafka_ms = event_ms + delay_ms
+    partitions = population.partition[user]
+    keys = population.user_ids[user]
+    extra = _corrupt(lines, rng, s["bad_event_kinds"], kafka_ms)
+    values = [line.encode() for line in lines] + [lines[i].encode() for i, _ in extra]
+    kafka_ms = np.r_[kafka_ms, [ms for _, ms in extra]].astype(np.int64)
+    partitions = np.r_[partitions, partitions[[i for i, _ in extra]]].astype(int)
+    keys = np.r_[keys, keys[[i for i, _ in extra]]]
+    return _assign_offsets(topic, day, values, keys, partitions, kafka_ms)
+
+
+def _corrupt(lines: list[str], rng: np.random.Generator, kinds: list[str],
+             kafka_ms: np.ndarray) -> list[tuple[int, int]]:
+    """Turn ~1% of lines bad in place; return the re-deliveries to append (index, kafka ms)."""
+    picked = rng.choice(len(lines), max(len(kinds), len(lines) // 100), replace=False)
+    redeliveries = []
+    for n, i in enumerate(picked):
+        kind = kinds[n % len(kinds)]
+        if kind == "invalid_json":
+            lines[i] = lines[i][: len(lines[i]) // 2]
+            continue
+        if kind == "duplicate":
+            redeliveries.append((int(i), int(kafka_ms[i] + rng.integers(1_000, 600_000))))
+            continue
+        event = json.loads(lines[i])
+        if kind == "missing_user_id":
+            del event["user_id"]
+        elif kind == "wrong_type":
+            event["revenue"] = "12,50"
+        elif kind == "future_timestamp":
+            event["event_ts"] = str(int(event["event_ts"][:4]) + 5) + event["event_ts"][4:]
+        lines[i] = json.dumps(event, separators=(",", ":"))
+    return redeliveries
+
+
+def _assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndarray,
+                    partitions: np.ndarray, kafka_ms: np.ndarray) -> list[raw_zone.RawRecord]:
+    order = np.lexsort((kafka_ms, partitions))
+    base = (day - EPOCH).days * OFFSETS_PER_DAY
+    records, seq = [], {}
+    for i in order:
+        p = int(partitions[i])
+        offset = base + seq.get(p, 0)
+        seq[p] = seq.get(p, 0) + 1
+        records.append(raw_zone.RawRecord(topic, p, offset, int(kafka_ms[i]), keys[i].encode(), values[i]))
+    return records
+
+
+def produce(records: list[raw_zone.RawRecord], bootstrap_servers: str) -> None:
+    """Send records to Kafka with their key, partition and timestamp (offsets are the broker's)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 50,
+                         "enable.idempotence": True})
+    for r in records:
+        producer.produce(r.topic, value=r.value, key=r.key, partition=r.partition, timestamp=r.timestamp_ms)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} records not acknowledged by {bootstrap_servers}")
+
+
+def load_settings() -> dict[str, Any]:
+    with open(config.include_path("demo_generator.yaml"), encoding="utf-8") as fh:
+        settings = yaml.safe_load(fh)
+    for exp in settings["experiments"]:
+        total = sum(exp["variants"].values())
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"experiment {exp['id']}: variant weights sum to {total}, not 1")
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--start-date", required=True, help="first event date, YYYY-MM-DD")
+    parser.add_argument("--days", type=int, default=Scale.days)
+    parser.add_argument("--events-per-day", type=int, default=Scale.events_per_day)
+    parser.add_argument("--users", type=int, default=Scale.users)
+    parser.add_argument("--items", type=int, default=Scale.items)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--topic", default=config.pipeline_config()["clickstream"]["topic"])
+    parser.add_argument("--lake-root", default=config.lake_root(), help="raw zone target (default: %(default)s)")
+    parser.add_argument("--bootstrap-servers", default=None, help="produce to Kafka instead of the raw zone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scale = Scale(args.events_per_day, args.users, args.items, args.days)
+    population = Population(scale, args.seed, load_settings())
+    lake = Lake(args.lake_root)
+    start = as_date(args.start_date)
+    for n in range(args.days):
+        day = start + dt.timedelta(days=n)
+        records = generate_day(population, day, args.events_per_day, args.seed, args.topic)
+        if args.bootstrap_servers:
+            produce(records, args.bootstrap_servers)
+            log.info("%s: produced %d records to %s", day, len(records), args.topic)
+        else:
+            files = raw_zone.write_grouped(lake, records)
+            log.info("%s: wrote %d records in %d raw files under %s", day, len(records), len(files),
+                     lake.raw_topic(args.topic))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Which date a run processes.
+
+The nightly schedule is a CronTriggerTimetable: a run fires at 02:00 UTC on day D+1 with
+logical date D+1 02:00 and processes event date D (the day before). A UI or API trigger may
+carry no logical date at all; then the run's `run_after` stands in. A `run_date` param,
+when given, wins: that is how a user re-runs or backfills one day from the UI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def resolve_run_date(run_date_param: str | None, logical_date: dt.datetime | None,
+                     run_after: dt.datetime) -> str:
+    """The event date (YYYY-MM-DD) this run processes."""
+    if run_date_param:
+        try:
+            return dt.date.fromisoformat(run_date_param).isoformat()
+        except ValueError:
+            raise ValueError(f"param run_date must be YYYY-MM-DD, got {run_date_param!r}") from None
+    anchor = logical_date or run_after
+    return (anchor.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()

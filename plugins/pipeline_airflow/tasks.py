@@ -1,0 +1,73 @@
+"""Task factories shared by the DAGs, so every DAG runs jobs the same way.
+
+Imports stay light (no pyspark, pandas or GX at module level): DAG files import this at
+parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, task
+
+from jobs.common import config
+from pipeline_airflow.dates import resolve_run_date as _resolve
+
+RUN_DATE = "{{ ti.xcom_pull(task_ids='resolve_run_date') }}"
+SETTINGS = config.pipeline_config()["airflow"]
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": int(SETTINGS["retries"]),
+    "retry_delay": dt.timedelta(minutes=int(SETTINGS["retry_delay_minutes"])),
+}
+RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=f"{config.lake_root()}/raw/clickstream")
+BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=f"{config.lake_root()}/bronze/clickstream")
+
+
+@task(retries=0, doc_md="Resolve the event date this run processes: the `run_date` param, "
+      "else the day before the logical date (or before `run_after` for manual runs).")
+def resolve_run_date(**context: Any) -> str:
+    return _resolve(context["params"].get("run_date"), context.get("logical_date"),
+                    context["dag_run"].run_after)
+
+
+@task(pool=SETTINGS["drain_pool"], outlets=[RAW_CLICKSTREAM], doc_md="""
+Drain the clickstream topic from the committed offsets to the high watermarks seen at start
+into `raw/clickstream/` (files named by partition and offset range, written aside then
+renamed), committing offsets only after the files are durable. Broker from the `kafka_default`
+connection (extra `bootstrap.servers` and any librdkafka settings). Skipped when
+`PIPELINE_CLICKSTREAM_SOURCE=raw` (the embedded demo writes raw/ directly).
+""")
+def drain_clickstream() -> dict[str, Any]:
+    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk import Connection
+
+    from jobs.common.paths import Lake
+    from jobs.kafka_drain import drain
+
+    if config.clickstream_source() != "kafka":
+        raise AirflowSkipException("PIPELINE_CLICKSTREAM_SOURCE=raw: raw/ is filled by another writer")
+    conn = Connection.get("kafka_default")
+    extra = dict(conn.extra_dejson)
+    bootstrap = extra.pop("bootstrap.servers", None) or f"{conn.host}:{conn.port or 9092}"
+    topic = config.pipeline_config()["clickstream"]["topic"]
+    return drain(bootstrap, topic, Lake(config.lake_root()), extra_conf=extra).as_dict()
+
+
+def spark_job(job: str, args: list[str], doc_md: str, **kwargs: Any) -> SparkSubmitOperator:
+    """A `jobs/<job>.py` run through spark-submit on the `spark_default` connection.
+
+    The same command works by hand: `spark-submit jobs/<job>.py <args>`.
+    """
+    return SparkSubmitOperator(
+        task_id=job,
+        application=str(config.JOBS_DIR / f"{job}.py"),
+        application_args=args,
+        conn_id="spark_default",
+        name=f"pipeline-{job}",
+        conf=dict(config.pipeline_config()["spark_conf"]),
+        doc_md=doc_md,
+        **kwargs,
+    )

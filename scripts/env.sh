@@ -1,0 +1,15 @@
+# Embedded-mode environment: SQLite Airflow, Spark local[*], a local lake. Sourced by scripts/pipeline.sh.
+# Every value can be overridden from the caller's environment (see .env.example).
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export VENV="${VENV:-$REPO/.venv}"
+export PATH="$VENV/bin:$PATH"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
+export PIPELINE_LAKE_ROOT="${PIPELINE_LAKE_ROOT:-file://$REPO/lake}"
+export PIPELINE_CLICKSTREAM_SOURCE="${PIPELINE_CLICKSTREAM_SOURCE:-raw}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}"
+export GX_ANALYTICS_ENABLED=False

@@ -1,0 +1,54 @@
+"""The GX suite itself: each rule fails on data that breaks it (the gate is not vacuous)."""
+
+import datetime as dt
+
+import pytest
+
+from jobs import clickstream_bronze as job
+from jobs.common.validation import validate
+
+START = dt.datetime(2026, 11, 20)
+PARAMS = {"event_types": ["click", "purchase"], "window_start": START,
+          "window_end": START + dt.timedelta(days=1), "min_rows": 1, "max_rows": None}
+
+
+def frame(spark, rows):
+    base = dict.fromkeys(job.BRONZE_COLUMNS)
+    full = [{**base, "kafka_topic": "clickstream", "kafka_partition": 0, "user_id": "u", "event_type": "click",
+             "event_ts": START + dt.timedelta(hours=1), **r} for r in rows]
+    ddl = ("event_id string, event_type string, event_ts timestamp, user_id string, session_id string, "
+           "item_id string, query string, revenue double, currency string, user_agent string, "
+           "referrer string, ip_prefix string, ip_hash string, "
+           "experiments array<struct<experiment_id:string,variant:string>>, kafka_topic string, "
+           "kafka_partition int, kafka_offset long, kafka_ts timestamp")
+    return spark.createDataFrame([tuple(r[c] for c in job.BRONZE_COLUMNS) for r in full], ddl)
+
+
+def test_clean_partition_passes(spark):
+    df = frame(spark, [{"event_id": "a", "kafka_offset": 1}, {"event_id": "b", "kafka_offset": 2,
+                                                               "event_type": "purchase", "revenue": 5.0}])
+    outcome = validate(df, job.SUITE, PARAMS)
+    assert outcome.success, outcome.summary()
+
+
+@pytest.mark.parametrize("bad_row, expectation", [
+    ({"event_id": "a", "kafka_offset": 9}, "expect_column_values_to_be_unique(event_id)"),
+    ({"event_id": "x", "kafka_offset": 1}, "expect_compound_columns_to_be_unique"),
+    ({"event_id": "x", "kafka_offset": 9, "revenue": -1.0}, "expect_column_values_to_be_between(revenue)"),
+    ({"event_id": "x", "kafka_offset": 9, "event_type": "teleport"}, "expect_column_values_to_be_in_set"),
+    ({"event_id": "x", "kafka_offset": 9, "event_ts": START + dt.timedelta(days=1)},
+     "expect_column_values_to_be_between(event_ts)"),
+    ({"event_id": None, "kafka_offset": 9}, "expect_column_values_to_not_be_null(event_id)"),
+])
+def test_each_rule_catches_its_violation(spark, bad_row, expectation):
+    outcome = validate(frame(spark, [{"event_id": "a", "kafka_offset": 1}, bad_row]), job.SUITE, PARAMS)
+    assert not outcome.success
+    assert any(f.startswith(expectation) for f in outcome.failures), outcome.failures
+
+
+def test_row_count_bounds_and_schema(spark):
+    df = frame(spark, [{"event_id": "a", "kafka_offset": 1}])
+    too_few = validate(df, job.SUITE, {**PARAMS, "min_rows": 5, "max_rows": 10})
+    assert any("row_count" in f for f in too_few.failures)
+    renamed = validate(df.withColumnRenamed("user_id", "uid"), job.SUITE, PARAMS)
+    assert any("expect_table_columns_to_match_ordered_list" in f for f in renamed.failures)

@@ -1,0 +1,118 @@
+import collections
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from jobs import demo_generator as gen
+
+DAY = dt.date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return gen.load_settings()
+
+
+@pytest.fixture(scope="module")
+def population(settings):
+    return gen.Population(gen.Scale(events_per_day=20_000, users=3_000, items=600), 7, settings)
+
+
+@pytest.fixture(scope="module")
+def day_records(population):
+    return gen.generate_day(population, DAY, 20_000, 7, "clickstream")
+
+
+def _events(records):
+    out = []
+    for r in records:
+        try:
+            out.append(json.loads(r.value))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def test_same_seed_same_bytes(population, day_records):
+    again = gen.generate_day(population, DAY, 20_000, 7, "clickstream")
+    assert [(r.partition, r.offset, r.timestamp_ms, r.value) for r in again] == [
+        (r.partition, r.offset, r.timestamp_ms, r.value) for r in day_records]
+
+
+def test_allocator_is_stable_and_follows_the_split():
+    weights = {"control": 0.5, "treatment": 0.5}
+    users = [f"u{i}" for i in range(20_000)]
+    first = [gen.allocate("exp", u, weights) for u in users]
+    assert first == [gen.allocate("exp", u, weights) for u in users]
+    share = first.count("treatment") / len(first)
+    assert 0.48 < share < 0.52
+    other = [gen.allocate("exp2", u, weights) for u in users]
+    assert first != other  # independent across experiments
+
+
+def test_about_one_percent_bad_events_of_each_kind(day_records):
+    events = _events(day_records)
+    invalid = sum(e is None for e in events)
+    missing_user = sum(e is not None and "user_id" not in e for e in events)
+    wrong_type = sum(e is not None and isinstance(e.get("revenue"), str) for e in events)
+    future = sum(e is not None and e.get("event_ts", "")[:4] > "2030" for e in events)
+    ids = collections.Counter(e["event_id"] for e in events if e)
+    redelivered = sum(n - 1 for n in ids.values())
+    for count in (invalid, missing_user, wrong_type, future, redelivered):
+        assert 30 <= count <= 50  # 1% of 20,000 split over five kinds
+    assert len(day_records) == 20_000 + redelivered
+
+
+def test_offsets_are_contiguous_per_partition_and_ordered_by_kafka_time(day_records):
+    by_partition = collections.defaultdict(list)
+    for r in day_records:
+        by_partition[r.partition].append(r)
+    for records in by_partition.values():
+        offsets = [r.offset for r in records]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+        assert [r.timestamp_ms for r in records] == sorted(r.timestamp_ms for r in records)
+
+
+def test_planted_srm_shows_in_logged_exposures(population):
+    counts = collections.Counter()
+    for exposures in population.exposures:
+        for e in exposures:
+            counts[(e["experiment_id"], e["variant"])] += 1
+    srm = counts[("exp_ranking_srm", "treatment")] / counts[("exp_ranking_srm", "control")]
+    aa = counts[("exp_homepage_aa", "treatment")] / counts[("exp_homepage_aa", "control")]
+    assert srm < 0.95  # 8% of treatment exposures are never logged
+    assert 0.9 < aa < 1.1
+
+
+def test_planted_lift_raises_purchase_rate(population, day_records):
+    treated = {u for u in population.user_ids
+               if gen.allocate("exp_checkout_button", u, {"control": 0.5, "treatment": 0.5}) == "treatment"}
+    purchases = collections.Counter()
+    totals = collections.Counter()
+    for e in _events(day_records):
+        if e and "user_id" in e:
+            arm = e["user_id"] in treated
+            totals[arm] += 1
+            purchases[arm] += e["event_type"] == "purchase"
+    assert purchases[True] / totals[True] > purchases[False] / totals[False]
+
+
+def test_users_concentrate_on_their_taste_clusters(population, day_records, settings):
+    """Collaborative signal: a user's items come from few genres, far fewer than at random."""
+    k = settings["taste_clusters"]
+    genres = collections.defaultdict(collections.Counter)
+    for e in _events(day_records):
+        if e and e.get("item_id") and "user_id" in e:
+            genres[e["user_id"]][int(e["item_id"][1:]) % k] += 1
+    top_share = [max(c.values()) / sum(c.values()) for c in genres.values() if sum(c.values()) >= 10]
+    assert np.mean(top_share) > 2.5 / k
+
+
+def test_invalid_experiment_split_is_rejected(monkeypatch, settings):
+    broken = json.loads(json.dumps(settings))
+    broken["experiments"][0]["variants"] = {"control": 0.5, "treatment": 0.6}
+    monkeypatch.setattr(gen.yaml, "safe_load", lambda _fh: broken)
+    with pytest.raises(ValueError, match="sum to 1.1"):
+        gen.load_settings()
