@@ -7,7 +7,8 @@ dedupes re-delivered events by event_id, drops events without consent (counted, 
 stored), replaces the IP by a prefix and a keyed hash, and writes the day aside. The staged
 partition is validated with GX; only if it passes does it replace `bronze/clickstream/dt=D`
 (rename), with a manifest of counts beside it. On failure it goes to
-`quarantine/_rejected_batches/`, the Data Docs say why, and the exit code is 1.
+`quarantine/_rejected_batches/`, the Data Docs say why, and the exit code is 3
+(`jobs/common/exit_codes.py`: the operator then fails the task without retrying).
 
 Each record is attributed to exactly one run: a good event to its event date, a bad one to
 the date of the raw directory it landed in. So reruns and backfills never count twice.
@@ -35,8 +36,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType, StructField, StructType
 
-from jobs.common import config
-from jobs.common.paths import Lake, as_date
+from jobs.common import config, exit_codes
+from jobs.common.paths import Lake, date_arg
 from jobs.common.spark import LakeFS, get_spark, load_schema
 
 log = logging.getLogger("clickstream_bronze")
@@ -261,6 +262,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
         to_quarantine(day_rows).write.parquet(q_staging)
     finally:
         day_rows.unpersist()
+    transformed = time.time()
 
     settings = config.pipeline_config()["clickstream"]["row_count"]
     history = previous_counts(lake_fs, lake, day, int(settings["history_days"]))
@@ -272,6 +274,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
 
     docs = f"{lake.data_docs()}/{SUITE}/dt={day.isoformat()}/run_id={run_id}"
     gate = validate(spark.read.parquet(staging), SUITE, params, docs, lake_fs)
+    validated = time.time()
     manifest = {
         "table": f"bronze/{TABLE}", "dt": day.isoformat(), "run_id": run_id, "job": "clickstream_bronze",
         "code_version": config.code_version(), "inputs": dirs, "input_fingerprint": fingerprint,
@@ -282,6 +285,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
         "schema": json.loads(spark.read.parquet(staging).schema.json()),
         "validation": {"suite": SUITE, "success": gate.success, "failures": gate.failures,
                        "data_docs": gate.data_docs},
+        "seconds": {"transform_and_write": round(transformed - started, 2),
+                    "validation": round(validated - transformed, 2)},
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
     }
@@ -301,7 +306,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--date", required=True, help="event date (UTC) to build, YYYY-MM-DD")
+    parser.add_argument("--date", required=True, type=date_arg, help="event date (UTC) to build, YYYY-MM-DD")
     parser.add_argument("--lake-root", default=config.lake_root(), help="lake root URI (default: %(default)s)")
     parser.add_argument("--topic", default=config.pipeline_config()["clickstream"]["topic"],
                         help="raw topic directory to read (default: %(default)s)")
@@ -311,13 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    day = as_date(args.date)
+    day = args.date
     spark = get_spark(f"clickstream_bronze:{day}")
     try:
         manifest = run(spark, Lake(args.lake_root), day, args.topic, full_refresh=args.refresh == "full")
     except FileNotFoundError as exc:
         print(f"clickstream_bronze failed: {exc}", file=sys.stderr)
-        return 1
+        return exit_codes.FAILED
     finally:
         spark.stop()
     print(json.dumps({k: manifest.get(k) for k in ("status", "dt", "run_id", "counts", "validation")},
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clickstream_bronze failed: bronze/{TABLE} dt={day} not published; "
               f"GX: {'; '.join(gate['failures'])}; Data Docs: {gate['data_docs']}; "
               f"batch kept at {manifest['rejected_batch']}", file=sys.stderr)
-        return 1
+        return exit_codes.VALIDATION_REJECTED
     return 0
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from jobs.common import config, raw_zone
-from jobs.common.paths import Lake, as_date
+from jobs.common.paths import Lake, date_arg
 
 log = logging.getLogger("demo_generator")
 
@@ -256,7 +256,7 @@ def load_settings() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--start-date", required=True, help="first event date, YYYY-MM-DD")
+    parser.add_argument("--start-date", required=True, type=date_arg, help="first event date, YYYY-MM-DD")
     parser.add_argument("--days", type=int, default=Scale.days)
     parser.add_argument("--events-per-day", type=int, default=Scale.events_per_day)
     parser.add_argument("--users", type=int, default=Scale.users)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = Scale(args.events_per_day, args.users, args.items, args.days)
     population = Population(scale, args.seed, load_settings())
     lake = Lake(args.lake_root)
-    start = as_date(args.start_date)
+    start = args.start_date
     for n in range(args.days):
         day = start + dt.timedelta(days=n)
         records = generate_day(population, day, args.events_per_day, args.seed, args.topic)

@@ -7,6 +7,7 @@ discovery, which is how staging areas and manifests stay out of readers' way.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from dataclasses import dataclass
 
@@ -21,6 +22,14 @@ def as_date(value: str | dt.date) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def date_arg(value: str) -> dt.date:
+    """`as_date` for argparse: a bad date becomes a one-line usage error, not a traceback."""
+    try:
+        return as_date(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,22 @@ parse time.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from jobs.common import config
+from jobs.common import config, exit_codes
 from pipeline_airflow.dates import resolve_run_date as _resolve
 
 RUN_DATE = "{{ ti.xcom_pull(task_ids='resolve_run_date') }}"
 SETTINGS = config.pipeline_config()["airflow"]
 DEFAULT_ARGS = {
     "owner": "data-platform",
-    "retries": int(SETTINGS["retries"]),
+    # PIPELINE_TASK_RETRIES=0 for development and tests: fail at once instead of waiting to retry
+    "retries": int(os.environ.get("PIPELINE_TASK_RETRIES", SETTINGS["retries"])),
     "retry_delay": dt.timedelta(minutes=int(SETTINGS["retry_delay_minutes"])),
 }
 RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=f"{config.lake_root()}/raw/clickstream")
@@ -41,8 +44,8 @@ connection (extra `bootstrap.servers` and any librdkafka settings). Skipped when
 `PIPELINE_CLICKSTREAM_SOURCE=raw` (the embedded demo writes raw/ directly).
 """)
 def drain_clickstream() -> dict[str, Any]:
-    from airflow.exceptions import AirflowSkipException
     from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from jobs.common.paths import Lake
     from jobs.kafka_drain import drain
@@ -56,12 +59,26 @@ def drain_clickstream() -> dict[str, Any]:
     return drain(bootstrap, topic, Lake(config.lake_root()), extra_conf=extra).as_dict()
 
 
+class SparkJobOperator(SparkSubmitOperator):
+    """spark-submit that fails without retrying when the job says its data was rejected."""
+
+    def execute(self, context: Any) -> None:
+        try:
+            super().execute(context)
+        except AirflowException as exc:
+            if f"Error code is: {exit_codes.VALIDATION_REJECTED}." in str(exc):
+                raise AirflowFailException(
+                    f"{self.task_id}: data rejected by validation, nothing published (not retried); "
+                    "the job's last log lines name the failed expectations and the Data Docs") from exc
+            raise
+
+
 def spark_job(job: str, args: list[str], doc_md: str, **kwargs: Any) -> SparkSubmitOperator:
     """A `jobs/<job>.py` run through spark-submit on the `spark_default` connection.
 
     The same command works by hand: `spark-submit jobs/<job>.py <args>`.
     """
-    return SparkSubmitOperator(
+    return SparkJobOperator(
         task_id=job,
         application=str(config.JOBS_DIR / f"{job}.py"),
         application_args=args,

@@ -1,0 +1,85 @@
+"""Every DAG imports in a real Airflow DagBag and follows the project's conventions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.airflow_env import REPO, embedded_env
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory):
+    env = embedded_env(tmp_path_factory.mktemp("airflow"), "file:///tmp/unused-lake")
+    env.pop("PIPELINE_TASK_RETRIES")  # check the retries users get
+    code = """
+import json
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+bag = DagBag()
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "doc_md": bool(dag.doc_md), "catchup": dag.catchup, "tags": sorted(dag.tags),
+        "timetable": type(dag.timetable).__name__, "params": sorted(dag.params.keys()),
+        "order": [t.task_id for t in dag.topological_sort()],
+        "tasks": {t.task_id: {"doc": bool(t.doc_md), "retries": t.retries, "type": type(t).__name__,
+                              "upstream": sorted(t.upstream_task_ids),
+                              "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                              "conn_id": getattr(t, "_conn_id", None),
+                              "application": getattr(t, "application", None),
+                              "args": getattr(t, "application_args", None)}
+                  for t in dag.tasks},
+    }
+print("JSON" + json.dumps(out))
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("JSON")), None)
+    assert line, result.stderr[-3000:]
+    return json.loads(line[4:])
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag["errors"] == {}
+    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion"}
+
+
+@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion"])
+def test_conventions(dagbag, dag_id):
+    dag = dagbag["dags"][dag_id]
+    assert dag["doc_md"] and dag["tags"] and dag["catchup"] is False
+    assert dag["timetable"] == "CronTriggerTimetable"
+    for task_id, task in dag["tasks"].items():
+        assert task["doc"], f"{dag_id}.{task_id} has no doc_md"
+        assert task["retries"] >= (0 if task_id == "resolve_run_date" else 1), task_id
+
+
+def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
+    dag = dagbag["dags"]["nightly"]
+    assert dag["order"] == ["resolve_run_date", "drain_clickstream", "clickstream_bronze", "summarise_outputs"]
+    assert dag["params"] == ["full_refresh", "run_date"]
+    bronze = dag["tasks"]["clickstream_bronze"]
+    assert bronze["type"] == "SparkJobOperator" and bronze["conn_id"] == "spark_default"
+    assert bronze["application"] == str(REPO / "jobs" / "clickstream_bronze.py")
+    assert "{{ ti.xcom_pull(task_ids='resolve_run_date') }}" in bronze["args"]
+    assert bronze["trigger_rule"] == "none_failed"  # runs when the drain is skipped (raw source)
+    assert dagbag["dags"]["nightly"]["tasks"]["summarise_outputs"]["trigger_rule"] == "all_success"
+
+
+def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):
+    code = """
+import importlib.util, sys
+for name in ("nightly", "clickstream_ingestion"):
+    spec = importlib.util.spec_from_file_location(name, f"dags/{name}.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print(sorted(m for m in ("pyspark", "pandas", "great_expectations", "confluent_kafka") if m in sys.modules))
+"""
+    env = embedded_env(tmp_path, "file:///tmp/unused-lake")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
