@@ -37,10 +37,14 @@ def run_spark(lake_root: str, driver_memory: str) -> dict:
     from pyspark.sql import SparkSession
 
     from jobs import clickstream_bronze
+    from jobs.common import config
     from jobs.common.paths import Lake
 
-    spark = (SparkSession.builder.master("local[*]").appName("bench-bronze")
-             .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false").getOrCreate())
+    builder = SparkSession.builder.master("local[*]").appName("bench-bronze").config("spark.ui.enabled", "false")
+    for key, value in config.pipeline_config()["spark_conf"].items():  # the conf the DAG submits with
+        if key != "spark.driver.memory":
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     started = time.perf_counter()
     manifest = clickstream_bronze.run(spark, Lake(lake_root), DAY, "clickstream", full_refresh=True)
@@ -52,8 +56,8 @@ def run_spark(lake_root: str, driver_memory: str) -> dict:
             "status": manifest["status"]}
 
 
-ENVELOPE = ("{topic: 'VARCHAR', partition: 'INTEGER', offset: 'BIGINT', timestamp_ms: 'BIGINT', "
-            "key: 'VARCHAR', key_b64: 'VARCHAR', value: 'VARCHAR', value_b64: 'VARCHAR'}")
+ENVELOPE = ("{'topic': 'VARCHAR', 'partition': 'INTEGER', 'offset': 'BIGINT', 'timestamp_ms': 'BIGINT', "
+            "'key': 'VARCHAR', 'key_b64': 'VARCHAR', 'value': 'VARCHAR', 'value_b64': 'VARCHAR'}")
 EVENT = json.dumps({
     "event_id": "VARCHAR", "event_type": "VARCHAR", "event_ts": "TIMESTAMPTZ", "user_id": "VARCHAR",
     "session_id": "VARCHAR", "item_id": "VARCHAR", "query": "VARCHAR", "revenue": "DOUBLE", "currency": "VARCHAR",
@@ -118,7 +122,7 @@ def run_duckdb(raw_glob: str, out: Path, threads: int) -> dict:
                      sha256('bench-key' || e.ip) AS ip_hash, e.experiments,
                      topic AS kafka_topic, partition AS kafka_partition, "offset" AS kafka_offset, kafka_ts
               FROM classified WHERE reason IS NULL AND NOT is_reread AND coalesce(e.consent, false)
-              ORDER BY event_ts)
+              ORDER BY e.event_ts)
         TO '{out}/bronze.parquet' (FORMAT parquet)""")
     con.execute(f"""COPY (SELECT reason, e.event_id, topic, partition, "offset", kafka_ts, landing_date, filename,
                                  value, value_b64 FROM classified WHERE reason IS NOT NULL AND NOT is_reread)

@@ -9,19 +9,15 @@ nightly DAG builds bronze from what lands here.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import DAG
 from airflow.timetables.trigger import CronTriggerTimetable
-from pipeline_airflow.tasks import DEFAULT_ARGS, drain_clickstream
+from pipeline_airflow.tasks import DAG_DEFAULTS, drain_clickstream
 
 with DAG(
     dag_id="clickstream_ingestion",
     schedule=CronTriggerTimetable("10 * * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["ingestion", "clickstream"],
+    **DAG_DEFAULTS,
 ):
     drain_clickstream()

@@ -13,12 +13,11 @@ Later stages (CDC merge, features, ALS, A/B reports) join this DAG as they land.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.trigger import CronTriggerTimetable
 from pipeline_airflow.tasks import (
     BRONZE_CLICKSTREAM,
-    DEFAULT_ARGS,
+    DAG_DEFAULTS,
     RUN_DATE,
     drain_clickstream,
     resolve_run_date,
@@ -30,12 +29,9 @@ from jobs.common import config
 with DAG(
     dag_id="nightly",
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["nightly", "clickstream"],
+    **DAG_DEFAULTS,
     params={
         "run_date": Param(None, type=["null", "string"], format="date",
                           description="Event date to process (default: the day before the run)"),

@@ -120,7 +120,9 @@ def classify(parsed: DataFrame, rules: Rules, event_schema: StructType) -> DataF
     )
     return (parsed.withColumn("reason", reason)
             .withColumn("attributed_dt",
-                        F.when(F.col("reason").isNull(), event_date).otherwise(F.col("landing_date"))))
+                        F.when(F.col("reason").isNull(), event_date).otherwise(F.col("landing_date")))
+            # the raw text is only kept for quarantine: good rows shuffle without it
+            .withColumn("raw_value", F.when(F.col("reason").isNotNull(), F.col("raw_value"))))
 
 
 def resolve_duplicates(day_rows: DataFrame) -> DataFrame:

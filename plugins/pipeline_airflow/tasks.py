@@ -25,6 +25,13 @@ DEFAULT_ARGS = {
     "retries": int(os.environ.get("PIPELINE_TASK_RETRIES", SETTINGS["retries"])),
     "retry_delay": dt.timedelta(minutes=int(SETTINGS["retry_delay_minutes"])),
 }
+#: What every pipeline DAG shares: no catch-up storms, one run at a time, the same retries.
+DAG_DEFAULTS: dict[str, Any] = {
+    "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+}
 RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=f"{config.lake_root()}/raw/clickstream")
 BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=f"{config.lake_root()}/bronze/clickstream")
 
