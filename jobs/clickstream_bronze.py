@@ -89,7 +89,9 @@ def parse_events(raw: DataFrame, event_schema: StructType) -> DataFrame:
         F.col("value").alias("raw_value"),
         F.col("value_b64").alias("raw_value_b64"),
         F.col("_corrupt_envelope"),
-        parsed.alias("e"),
+        # explode of a one-element array: a Generate node the optimizer cannot inline through, so
+        # later filters on `e` (the day's attribution) do not re-run from_json once per reference
+        F.explode(F.array(parsed)).alias("e"),
     )
 
 
