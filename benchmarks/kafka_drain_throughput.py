@@ -89,7 +89,8 @@ def main() -> None:
         "bare_consume_records_per_second": round(len(records) / bare_s),
     }
     print(json.dumps(result, indent=2))
-    print(f"drain / bare consumer throughput = {result['drain_records_per_second'] / result['bare_consume_records_per_second']:.2f}")
+    ratio = result["drain_records_per_second"] / result["bare_consume_records_per_second"]
+    print(f"drain / bare consumer throughput = {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -319,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
                              "raw inputs and code; full rebuilds it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     day = args.date
     spark = get_spark(f"clickstream_bronze:{day}")
     try:

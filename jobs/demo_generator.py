@@ -237,7 +237,12 @@ def produce(records: list[raw_zone.RawRecord], bootstrap_servers: str) -> None:
     producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 50,
                          "enable.idempotence": True})
     for r in records:
-        producer.produce(r.topic, value=r.value, key=r.key, partition=r.partition, timestamp=r.timestamp_ms)
+        while True:
+            try:
+                producer.produce(r.topic, value=r.value, key=r.key, partition=r.partition, timestamp=r.timestamp_ms)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                producer.poll(0.5)
         producer.poll(0)
     remaining = producer.flush(60)
     if remaining:
