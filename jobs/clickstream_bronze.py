@@ -150,7 +150,7 @@ def resolve_duplicates(day_rows: DataFrame) -> DataFrame:
             .drop("_dedupe_key", "_rank"))
 
 
-def outcome(df: DataFrame) -> Column:
+def outcome() -> Column:
     """What happens to each record: collapsed re-read, quarantined, excluded, or kept."""
     return (F.when(F.col("reread"), "reread_collapsed")
             .when(F.col("reason").isNotNull(), F.concat(F.lit("quarantined:"), "reason"))
@@ -170,7 +170,7 @@ def minimise_ip(ip: Column, key: str) -> tuple[Column, Column]:
 
 def to_bronze(day_rows: DataFrame, ip_key: str) -> DataFrame:
     prefix, hashed = minimise_ip(F.col("e.ip"), ip_key)
-    kept = day_rows.where(outcome(day_rows) == "bronze")
+    kept = day_rows.where(outcome() == "bronze")
     return kept.select(
         *[F.col(f"e.{c}").alias(c) for c in BRONZE_COLUMNS[:BRONZE_COLUMNS.index("ip_prefix")]],
         prefix.alias("ip_prefix"), hashed.alias("ip_hash"), F.col("e.experiments").alias("experiments"),
@@ -185,7 +185,7 @@ def to_quarantine(day_rows: DataFrame) -> DataFrame:
 
 def count_outcomes(day_rows: DataFrame) -> dict[str, int]:
     """Counts per outcome in one aggregation: the manifest's numbers."""
-    rows = day_rows.groupBy(outcome(day_rows).alias("outcome")).count().collect()
+    rows = day_rows.groupBy(outcome().alias("outcome")).count().collect()
     return {r["outcome"]: int(r["count"]) for r in rows}
 
 

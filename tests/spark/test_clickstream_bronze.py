@@ -67,7 +67,7 @@ def test_duplicates_within_and_across_batches(spark, lake):
     raw_zone.write_raw_file(lake, [retried, records[1]])
     rows = day_rows(spark, lake, records)
     outcomes = {(r["kafka_offset"], r["outcome"]) for r in
-                rows.select("kafka_offset", job.outcome(rows).alias("outcome")).collect()}
+                rows.select("kafka_offset", job.outcome().alias("outcome")).collect()}
     assert outcomes == {
         (1, "bronze"), (1, "reread_collapsed"), (2, "quarantined:duplicate_event_id"),
         (2, "reread_collapsed"), (3, "bronze"), (4, "quarantined:duplicate_event_id"),
