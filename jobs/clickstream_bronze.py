@@ -303,6 +303,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
         manifest["status"] = "rejected"
         rejected = lake.rejected("bronze", TABLE, day, run_id)
         lake_fs.move(staging, rejected)
+        lake_fs.prune_staging(staging)
         lake_fs.write_text(lake.manifest(rejected), json.dumps(manifest, indent=2, default=str))
         manifest["rejected_batch"] = rejected
     return manifest

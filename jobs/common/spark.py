@@ -54,6 +54,14 @@ class LakeFS:
         fs, path = self._path(uri)
         fs.delete(path, True)
 
+    def prune_staging(self, staging: str) -> None:
+        """Remove the now empty `_staging/dt=...` and `_staging` directories above a moved run."""
+        dt_dir = staging.rsplit("/", 1)[0]
+        for uri in (dt_dir, dt_dir.rsplit("/", 1)[0]):
+            fs, path = self._path(uri)
+            if fs.exists(path) and len(fs.listStatus(path)) == 0:
+                fs.delete(path, False)
+
     def list_dirs(self, uri: str) -> list[str]:
         fs, path = self._path(uri)
         if not fs.exists(path):
@@ -108,4 +116,5 @@ class LakeFS:
                 self.move(backup, final)
             raise
         self.delete(backup)
+        self.prune_staging(staging)
         log.info("published %s", final)

@@ -137,6 +137,9 @@ def test_run_publishes_with_manifest_and_rerun_is_identical(spark, lake):
     assert quarantine.count() == 1
     manifest = json.loads(LakeFS(spark).read_text(lake.manifest(lake.partition("bronze", "clickstream", DAY))))
     assert manifest["run_id"] == again["run_id"] and manifest["code_version"]
+    for zone in ("bronze", "quarantine"):  # nothing left behind: no staging, no replaced copies
+        assert LakeFS(spark).list_dirs(lake.table(zone, "clickstream")) == [
+            lake.partition(zone, "clickstream", DAY).replace("file:///", "file:/")]
 
 
 def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
