@@ -6,8 +6,9 @@ quarantine with a reason, collapses re-read Kafka records (same topic/partition/
 dedupes re-delivered events by event_id, drops events without consent (counted, never
 stored), replaces the IP by a prefix and a keyed hash, and writes the day aside. The staged
 partition is validated with GX; only if it passes does it replace `bronze/clickstream/dt=D`
-(rename), with a manifest of counts beside it. On failure it goes to
-`quarantine/_rejected_batches/`, the Data Docs say why, and the exit code is 3
+(rename), with a manifest of counts beside it, and the day's quarantine is published with it.
+On failure nothing is published: both go to `quarantine/_rejected_batches/`, the Data Docs
+say why, and the exit code is 3
 (`jobs/common/exit_codes.py`: the operator then fails the task without retrying).
 
 Each record is attributed to exactly one run: a good event to its event date, a bad one to
@@ -277,7 +278,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
     from jobs.common.validation import validate  # GX import is slow: only when validating
 
     docs = f"{lake.data_docs()}/{SUITE}/dt={day.isoformat()}/run_id={run_id}"
-    gate = validate(spark.read.parquet(staging), SUITE, params, docs, lake_fs)
+    staged = spark.read.parquet(staging)
+    gate = validate(staged, SUITE, params, docs, lake_fs)
     validated = time.time()
     manifest = {
         "table": f"bronze/{TABLE}", "dt": day.isoformat(), "run_id": run_id, "job": "clickstream_bronze",
@@ -286,7 +288,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
                    "quarantined": sum(v for k, v in counts.items() if k.startswith("quarantined:")),
                    **{k: v for k, v in sorted(counts.items()) if k != "bronze"}},
         "row_count_bounds": [min_rows, max_rows], "row_count_history": history,
-        "schema": json.loads(spark.read.parquet(staging).schema.json()),
+        "schema": json.loads(staged.schema.json()),
         "validation": {"suite": SUITE, "success": gate.success, "failures": gate.failures,
                        "data_docs": gate.data_docs},
         "seconds": {"transform_and_write": round(transformed - started, 2),
@@ -294,16 +296,17 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
         "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    lake_fs.publish(q_staging, lake.partition("quarantine", TABLE, day))
     if gate.success:
         manifest["status"] = "published"
         lake_fs.write_text(lake.manifest(staging), json.dumps(manifest, indent=2, default=str))
+        lake_fs.publish(q_staging, lake.partition("quarantine", TABLE, day))
         lake_fs.publish(staging, final)
-    else:
+    else:  # publish nothing: bronze and its quarantine stay together, for inspection
         manifest["status"] = "rejected"
         rejected = lake.rejected("bronze", TABLE, day, run_id)
-        lake_fs.move(staging, rejected)
-        lake_fs.prune_staging(staging)
+        for zone, staged_dir in (("bronze", staging), ("quarantine", q_staging)):
+            lake_fs.move(staged_dir, f"{rejected}/{zone}")
+            lake_fs.prune_staging(staged_dir)
         lake_fs.write_text(lake.manifest(rejected), json.dumps(manifest, indent=2, default=str))
         manifest["rejected_batch"] = rejected
     return manifest

@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import clickstream_bronze as job
-from jobs.common import raw_zone
+from jobs.common import raw_zone, storage
 from jobs.common.spark import LakeFS, load_schema
 from tests.conftest import event, record
 
@@ -146,6 +146,9 @@ def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
     demo_day(lake)
     assert job.run(spark, lake, DAY, "clickstream")["status"] == "published"
     before = bronze_rows(spark, lake)
+    quarantine = lake.partition("quarantine", "clickstream", DAY)
+    quarantine_files = storage.list_files(quarantine)
+    assert quarantine_files
     # yesterday published 10,000 rows: today's 41 is far below the row-count bound
     yesterday = lake.partition("bronze", "clickstream", DAY - dt.timedelta(days=1))
     LakeFS(spark).write_text(lake.manifest(yesterday), json.dumps({"counts": {"bronze": 10_000}}))
@@ -155,7 +158,9 @@ def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
     assert result["status"] == "rejected"
     assert any("expect_table_row_count_to_be_between" in f for f in result["validation"]["failures"])
     assert bronze_rows(spark, lake) == before  # the published partition is untouched
-    assert LakeFS(spark).exists(result["rejected_batch"])
+    assert storage.list_files(quarantine) == quarantine_files  # nor its quarantine (same files)
+    assert spark.read.parquet(f"{result['rejected_batch']}/bronze").count() == 41
+    assert LakeFS(spark).exists(f"{result['rejected_batch']}/quarantine")
     docs = Path(result["validation"]["data_docs"].removeprefix("file://")).parent
     assert (docs / "index.html").is_file()
     page = " ".join(re.sub(r"<[^>]+>", " ", next(docs.glob("validations/**/*.html")).read_text()).split())
