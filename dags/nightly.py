@@ -13,18 +13,18 @@ Later stages (CDC merge, features, ALS, A/B reports) join this DAG as they land.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
 from pipeline_airflow.tasks import (
     BRONZE_CLICKSTREAM,
     DAG_DEFAULTS,
+    LAKE,
     RUN_DATE,
     drain_clickstream,
     resolve_run_date,
     spark_job,
+    summarise_outputs,
 )
-
-from jobs.common import config
 
 with DAG(
     dag_id="nightly",
@@ -42,26 +42,11 @@ with DAG(
     run_date = resolve_run_date()
     bronze = spark_job(
         "clickstream_bronze",
-        ["--date", RUN_DATE, "--lake-root", config.lake_root(),
+        ["--date", RUN_DATE, "--lake-root", LAKE.root,
          "--refresh", "{{ 'full' if params.full_refresh else 'incremental' }}"],
         doc_md="Raw -> bronze Parquet for the day, quarantine with reasons, GX gate, atomic publish.",
         trigger_rule="none_failed",
         outlets=[BRONZE_CLICKSTREAM],
     )
-
-    @task(doc_md="Log where the day's outputs are and their counts (from the partition manifest).")
-    def summarise_outputs(day: str) -> dict:
-        import json
-
-        from jobs.common import storage
-        from jobs.common.paths import Lake, as_date
-
-        lake = Lake(config.lake_root())
-        bronze_dir = lake.partition("bronze", "clickstream", as_date(day))
-        manifest = json.loads(storage.read_bytes(Lake.manifest(bronze_dir)))
-        summary = {"bronze": bronze_dir, "quarantine": lake.partition("quarantine", "clickstream", as_date(day)),
-                   "data_docs": manifest["validation"]["data_docs"], "counts": manifest["counts"]}
-        print(json.dumps(summary, indent=2))
-        return summary
 
     run_date >> drain_clickstream() >> bronze >> summarise_outputs(run_date)

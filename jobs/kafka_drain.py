@@ -58,9 +58,8 @@ class DrainReport:
                 "records_per_second": round(self.records / self.seconds) if self.seconds else None}
 
 
-def _check_broker(conf: dict[str, Any], topic: str, timeout: float) -> list[int]:
+def _check_broker(admin: AdminClient, conf: dict[str, Any], topic: str, timeout: float) -> list[int]:
     """Partitions of `topic`; a clear error when the broker or the topic is not there."""
-    admin = AdminClient(conf)
     try:
         metadata = admin.list_topics(topic=topic, timeout=timeout)
     except KafkaException as exc:
@@ -100,7 +99,8 @@ def drain(bootstrap_servers: str, topic: str, lake: Lake, group_id: str | None =
     timeout = timeout or float(settings["connect_timeout_seconds"])
     conf = {"bootstrap.servers": bootstrap_servers, **(extra_conf or {})}
     started = time.monotonic()
-    partitions = _check_broker(conf, topic, timeout)
+    admin = AdminClient(conf)
+    partitions = _check_broker(admin, conf, topic, timeout)
     consumer = Consumer({
         **conf,
         "group.id": group_id or settings["consumer_group"],
@@ -109,7 +109,7 @@ def drain(bootstrap_servers: str, topic: str, lake: Lake, group_id: str | None =
         "auto.offset.reset": "earliest",
     })
     try:
-        plans = _plan(consumer, AdminClient(conf), topic, partitions, timeout)
+        plans = _plan(consumer, admin, topic, partitions, timeout)
         for plan in plans:
             _drain_partition(consumer, lake, topic, plan, settings)
     finally:

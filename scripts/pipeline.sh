@@ -42,17 +42,14 @@ demo() {
   fi
   python - "$DEMO_DATE" <<'PY'
 import json, sys
-from jobs.common import config, storage
+from jobs.common import config
+from jobs.common.outputs import partition_summary
 from jobs.common.paths import Lake, as_date
-lake, day = Lake(config.lake_root()), as_date(sys.argv[1])
-bronze = lake.partition("bronze", "clickstream", day)
-manifest = json.loads(storage.read_bytes(Lake.manifest(bronze)))
-print(f"nightly DAG succeeded for {day}. Outputs:")
-print(f"  bronze      {bronze}")
-print(f"  quarantine  {lake.partition('quarantine', 'clickstream', day)}")
-print(f"  manifest    {Lake.manifest(bronze)}")
-print(f"  data docs   {manifest['validation']['data_docs']}")
-print("  counts      " + json.dumps(manifest["counts"]))
+summary = partition_summary(Lake(config.lake_root()), "clickstream", as_date(sys.argv[1]))
+print(f"nightly DAG succeeded for {sys.argv[1]}. Outputs:")
+for key in ("bronze", "quarantine", "manifest", "data_docs"):
+    print(f"  {key.replace('_', ' '):<11} {summary[key]}")
+print("  counts      " + json.dumps(summary["counts"]))
 PY
 }
 

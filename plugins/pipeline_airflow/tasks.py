@@ -15,6 +15,7 @@ from airflow.sdk import Asset, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from jobs.common import config, exit_codes
+from jobs.common.paths import Lake
 from pipeline_airflow.dates import resolve_run_date as _resolve
 
 RUN_DATE = "{{ ti.xcom_pull(task_ids='resolve_run_date') }}"
@@ -32,8 +33,10 @@ DAG_DEFAULTS: dict[str, Any] = {
     "max_active_runs": 1,
     "default_args": DEFAULT_ARGS,
 }
-RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=f"{config.lake_root()}/raw/clickstream")
-BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=f"{config.lake_root()}/bronze/clickstream")
+LAKE = Lake(config.lake_root())
+TOPIC = config.pipeline_config()["clickstream"]["topic"]
+RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=LAKE.raw_topic(TOPIC))
+BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=LAKE.table("bronze", "clickstream"))
 
 
 @task(retries=0, doc_md="Resolve the event date this run processes: the `run_date` param, "
@@ -54,7 +57,6 @@ def drain_clickstream() -> dict[str, Any]:
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from jobs.common.paths import Lake
     from jobs.kafka_drain import drain
 
     if config.clickstream_source() != "kafka":
@@ -62,8 +64,7 @@ def drain_clickstream() -> dict[str, Any]:
     conn = Connection.get("kafka_default")
     extra = dict(conn.extra_dejson)
     bootstrap = extra.pop("bootstrap.servers", None) or f"{conn.host}:{conn.port or 9092}"
-    topic = config.pipeline_config()["clickstream"]["topic"]
-    return drain(bootstrap, topic, Lake(config.lake_root()), extra_conf=extra).as_dict()
+    return drain(bootstrap, TOPIC, LAKE, extra_conf=extra).as_dict()
 
 
 class SparkJobOperator(SparkSubmitOperator):
@@ -78,6 +79,18 @@ class SparkJobOperator(SparkSubmitOperator):
                     f"{self.task_id}: data rejected by validation, nothing published (not retried); "
                     "the job's last log lines name the failed expectations and the Data Docs") from exc
             raise
+
+
+@task(doc_md="Log where the day's outputs are and their counts (from the partition manifest).")
+def summarise_outputs(day: str) -> dict[str, Any]:
+    import json
+
+    from jobs.common.outputs import partition_summary
+    from jobs.common.paths import as_date
+
+    summary = partition_summary(LAKE, "clickstream", as_date(day))
+    print(json.dumps(summary, indent=2))
+    return summary
 
 
 def spark_job(job: str, args: list[str], doc_md: str, **kwargs: Any) -> SparkSubmitOperator:
