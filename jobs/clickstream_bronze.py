@@ -213,18 +213,10 @@ def read_raw(spark: SparkSession, dirs: list[str]) -> DataFrame:
     return reader.json(dirs).withColumn("source_file", F.col("_metadata.file_path"))
 
 
-def input_fingerprint(spark: SparkSession, dirs: list[str]) -> str:
+def input_fingerprint(lake_fs: LakeFS, dirs: list[str]) -> str:
     """Hash of every raw file (path, size) the run reads, plus the code version."""
-    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
-    entries = []
-    for d in dirs:
-        path = jvm.org.apache.hadoop.fs.Path(d)
-        it = path.getFileSystem(conf).listFiles(path, True)
-        while it.hasNext():
-            status = it.next()
-            entries.append(f"{status.getPath().toString()}:{status.getLen()}")
-    digest = hashlib.sha256("\n".join(sorted(entries) + [config.code_version()]).encode())
-    return digest.hexdigest()
+    entries = sorted(f"{path}:{size}" for d in dirs for path, size in lake_fs.file_sizes(d).items())
+    return hashlib.sha256("\n".join([*entries, config.code_version()]).encode()).hexdigest()
 
 
 def previous_counts(lake_fs: LakeFS, lake: Lake, day: dt.date, days: int) -> list[int]:
@@ -246,7 +238,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
     dirs = raw_files(lake_fs, lake, topic, day, rules.late_days)
     if not dirs:
         raise FileNotFoundError(f"no raw files for {topic} around {day} under {lake.raw_topic(topic)}")
-    fingerprint = input_fingerprint(spark, dirs)
+    fingerprint = input_fingerprint(lake_fs, dirs)
     published = json.loads(lake_fs.read_text(lake.manifest(final)) or "{}")
     if not full_refresh and published.get("input_fingerprint") == fingerprint:
         log.info("bronze %s dt=%s is up to date (same raw inputs and code); --refresh full rebuilds it",

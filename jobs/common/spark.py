@@ -68,6 +68,16 @@ class LakeFS:
             return []
         return sorted(str(s.getPath().toString()) for s in fs.listStatus(path) if s.isDirectory())
 
+    def file_sizes(self, uri: str) -> dict[str, int]:
+        """Every file below `uri` (recursive) with its size in bytes."""
+        fs, path = self._path(uri)
+        it = fs.listFiles(path, True)
+        sizes = {}
+        while it.hasNext():
+            status = it.next()
+            sizes[str(status.getPath().toString())] = int(status.getLen())
+        return sizes
+
     def read_text(self, uri: str) -> str | None:
         fs, path = self._path(uri)
         if not fs.exists(path):

@@ -75,7 +75,8 @@ def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake,
     try:
         state, tasks = dags_test(env, full_refresh=True)
     finally:
-        storage.resolve(yesterday)[0].delete_dir(storage.resolve(yesterday)[1])
+        filesystem, path = storage.resolve(yesterday)
+        filesystem.delete_dir(path)
     assert state == "failed"
     assert tasks["clickstream_bronze"] == "failed"  # not up_for_retry: a rejected batch is final
     assert tasks["summarise_outputs"] == "upstream_failed"
