@@ -14,7 +14,7 @@ say why, and the exit code is 3
 Each record is attributed to exactly one run: a good event to its event date, a bad one to
 the date of the raw directory it landed in. So reruns and backfills never count twice.
 
-    spark-submit jobs/clickstream_bronze.py --date 2026-11-20 [--lake-root URI] [--refresh full]
+    spark-submit jobs/clickstream_bronze.py --date 2026-11-20 [--end-date 2026-11-22] [--lake-root URI] [--refresh full]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType, StructField, StructType
 
 from jobs.common import config, exit_codes
-from jobs.common.paths import Lake, date_arg
+from jobs.common.paths import Lake, date_arg, date_range
 from jobs.common.spark import LakeFS, get_spark, load_schema
 
 log = logging.getLogger("clickstream_bronze")
@@ -307,6 +307,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--date", required=True, type=date_arg, help="event date (UTC) to build, YYYY-MM-DD")
+    parser.add_argument("--end-date", type=date_arg,
+                        help="backfill: build every date from --date to this one in one Spark session")
     parser.add_argument("--lake-root", default=config.lake_root(), help="lake root URI (default: %(default)s)")
     parser.add_argument("--topic", default=config.pipeline_config()["clickstream"]["topic"],
                         help="raw topic directory to read (default: %(default)s)")
@@ -315,24 +317,29 @@ def main(argv: list[str] | None = None) -> int:
                              "raw inputs and code; full rebuilds it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    day = args.date
-    spark = get_spark(f"clickstream_bronze:{day}")
     try:
-        manifest = run(spark, Lake(args.lake_root), day, args.topic, full_refresh=args.refresh == "full")
+        days = date_range(args.date, args.end_date)
+    except ValueError as exc:
+        parser.error(str(exc))
+    spark = get_spark(f"clickstream_bronze:{args.date}")
+    rc = 0
+    try:
+        for day in days:
+            manifest = run(spark, Lake(args.lake_root), day, args.topic, full_refresh=args.refresh == "full")
+            print(json.dumps({k: manifest.get(k) for k in ("status", "dt", "run_id", "counts", "validation")},
+                             indent=2, default=str))
+            if manifest["status"] == "rejected":
+                gate = manifest["validation"]
+                print(f"clickstream_bronze failed: bronze/{TABLE} dt={day} not published; "
+                      f"GX: {'; '.join(gate['failures'])}; Data Docs: {gate['data_docs']}; "
+                      f"batch kept at {manifest['rejected_batch']}", file=sys.stderr)
+                rc = exit_codes.VALIDATION_REJECTED
     except FileNotFoundError as exc:
         print(f"clickstream_bronze failed: {exc}", file=sys.stderr)
         return exit_codes.FAILED
     finally:
         spark.stop()
-    print(json.dumps({k: manifest.get(k) for k in ("status", "dt", "run_id", "counts", "validation")},
-                     indent=2, default=str))
-    if manifest["status"] == "rejected":
-        gate = manifest["validation"]
-        print(f"clickstream_bronze failed: bronze/{TABLE} dt={day} not published; "
-              f"GX: {'; '.join(gate['failures'])}; Data Docs: {gate['data_docs']}; "
-              f"batch kept at {manifest['rejected_batch']}", file=sys.stderr)
-        return exit_codes.VALIDATION_REJECTED
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

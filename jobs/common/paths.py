@@ -32,6 +32,14 @@ def date_arg(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def date_range(first: dt.date, last: dt.date | None = None) -> list[dt.date]:
+    """`first` .. `last` inclusive (just `first` without `last`), for backfills in one Spark session."""
+    last = last or first
+    if last < first:
+        raise ValueError(f"end date {last} is before start date {first}")
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 @dataclass(frozen=True)
 class Lake:
     root: str

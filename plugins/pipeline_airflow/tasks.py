@@ -37,6 +37,10 @@ LAKE = Lake(config.lake_root())
 TOPIC = config.pipeline_config()["clickstream"]["topic"]
 RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=LAKE.raw_topic(TOPIC))
 BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=LAKE.table("bronze", "clickstream"))
+AB_REPORTS = Asset(name="ab_reports", uri=LAKE.table("reports", "ab"))
+#: Airflow connection for the reports bucket: login/password = access key/secret, extra
+#: {"bucket": ..., "prefix": ..., "endpoint_url": ..., "region_name": ...}.
+REPORTS_CONN_ID = "ab_reports_s3"
 
 
 @task(retries=0, doc_md="Resolve the event date this run processes: the `run_date` param, "
@@ -91,6 +95,31 @@ def summarise_outputs(day: str) -> dict[str, Any]:
     summary = partition_summary(LAKE, "clickstream", as_date(day))
     print(json.dumps(summary, indent=2))
     return summary
+
+
+@task(doc_md="""
+Copy the night's `reports/ab/dt=D/report.{json,html}` to the reports bucket with boto3 and move
+`latest.json` (never backwards on a backfill). Target from the `ab_reports_s3` connection
+(extra `bucket`, `prefix`, `endpoint_url`), else `PIPELINE_REPORTS_BUCKET`; skipped when neither is set.
+""")
+def publish_ab_report(day: str) -> dict[str, Any]:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+
+    from jobs.ab.s3_publish import Target, publish
+    from jobs.common.paths import as_date
+
+    try:
+        conn = Connection.get(REPORTS_CONN_ID)
+        extra = conn.extra_dejson
+        target = Target(extra["bucket"], extra.get("prefix", "ab-reports"), extra.get("endpoint_url"),
+                        extra.get("region_name"), conn.login or None, conn.password or None)
+    except AirflowNotFoundException:
+        target = Target.from_env()
+    if target is None:
+        raise AirflowSkipException(f"no reports bucket configured: set the {REPORTS_CONN_ID} connection "
+                                   "or PIPELINE_REPORTS_BUCKET; the report stays in the lake")
+    return publish(LAKE, as_date(day), target)
 
 
 def spark_job(job: str, args: list[str], doc_md: str, **kwargs: Any) -> SparkSubmitOperator:

@@ -61,14 +61,26 @@ def test_conventions(dagbag, dag_id):
 
 def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
     dag = dagbag["dags"]["nightly"]
-    assert dag["order"] == ["resolve_run_date", "drain_clickstream", "clickstream_bronze", "summarise_outputs"]
-    assert dag["params"] == ["full_refresh", "run_date"]
+    upstream = {task_id: task["upstream"] for task_id, task in dag["tasks"].items()}
+    assert upstream["drain_clickstream"] == ["resolve_run_date"]
+    assert upstream["clickstream_bronze"] == ["drain_clickstream"]
+    assert upstream["summarise_outputs"] == ["clickstream_bronze", "resolve_run_date"]
+    assert dag["params"] == ["experiments", "full_refresh", "run_date"]
     bronze = dag["tasks"]["clickstream_bronze"]
     assert bronze["type"] == "SparkJobOperator" and bronze["conn_id"] == "spark_default"
     assert bronze["application"] == str(REPO / "jobs" / "clickstream_bronze.py")
     assert "{{ ti.xcom_pull(task_ids='resolve_run_date') }}" in bronze["args"]
     assert bronze["trigger_rule"] == "none_failed"  # runs when the drain is skipped (raw source)
     assert dagbag["dags"]["nightly"]["tasks"]["summarise_outputs"]["trigger_rule"] == "all_success"
+
+
+def test_nightly_reports_ab_only_after_the_validated_bronze(dagbag):
+    tasks = dagbag["dags"]["nightly"]["tasks"]
+    report = tasks["ab_report"]
+    assert report["upstream"] == ["clickstream_bronze"] and report["trigger_rule"] == "all_success"
+    assert report["type"] == "SparkJobOperator" and report["application"] == str(REPO / "jobs" / "ab_report.py")
+    assert "{{ params.experiments | join(',') }}" in report["args"]
+    assert tasks["publish_ab_report"]["upstream"] == ["ab_report", "resolve_run_date"]
 
 
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):

@@ -1,0 +1,546 @@
+"""From counts to the report: every test of every experiment, vectorised, then one entry per experiment.
+
+`build_report(counts, registry, day)` is the Python API: it needs no Spark, only the counts
+interchange format (`jobs/ab/counts.py`), so an analyst can run it on sums from any warehouse.
+Statistics that are not defined are reported as `not_computable` with the reason; the
+conventions are in docs/AB_REPORTS.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs.ab import stats
+from jobs.ab.counts import empty_diagnostics, normalise
+from jobs.ab.registry import Experiment, Registry, Settings
+
+SCHEMA_VERSION = "1.0"
+TESTS = {"proportion": "two_proportion_z_pooled", "continuous": "welch_t", "ratio": "delta_method_z"}
+PROPORTION_MIN_COUNT = 5  # normal approximation: >= 5 conversions and non-conversions per arm
+
+
+def _num(value: Any) -> float | None:
+    """JSON-safe float: NaN and infinities become null (the reason is reported beside it)."""
+    if value is None or value is pd.NA:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _pct(value: float | None, signed: bool = True) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+
+
+def _plan(experiments: list[Experiment], settings: Settings) -> pd.DataFrame:
+    rows = [
+        {"experiment_id": e.id, "metric": use.metric.name, "role": use.role, "kind": use.metric.kind,
+         "direction": use.direction, "alternative": use.alternative, "alpha": e.alpha, "power": e.power,
+         "mde": e.mde, "control": e.control, "variant": v}
+        for e in experiments for use in e.metrics for v in e.treatments
+    ]
+    columns = ["experiment_id", "metric", "role", "kind", "direction", "alternative", "alpha", "power", "mde",
+               "control", "variant"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _arms(frame: pd.DataFrame, side: str) -> stats.Arm:
+    """The arm (c = control, t = treatment) of every comparison row, by metric kind."""
+    col = {k: frame[f"{k}_{side}"].to_numpy(float) for k in
+           ("count", "main_sum", "main_sum_squares", "denominator_sum", "denominator_sum_squares",
+            "main_denominator_sum_product")}
+    kind = frame["kind"].to_numpy()
+    prop = stats.proportion_arm(col["count"], col["main_sum"])
+    mean = stats.mean_arm(col["count"], col["main_sum"], col["main_sum_squares"])
+    ratio = stats.ratio_arm(col["count"], col["main_sum"], col["main_sum_squares"], col["denominator_sum"],
+                            col["denominator_sum_squares"], col["main_denominator_sum_product"])
+    pick = [kind == "proportion", kind == "ratio"]
+    return stats.Arm(col["count"], np.select(pick, [prop.mean, ratio.mean], mean.mean),
+                     np.select(pick, [prop.variance, ratio.variance], mean.variance))
+
+
+def _reasons(frame: pd.DataFrame, control: stats.Arm, treatment: stats.Arm, min_users: int) -> np.ndarray:
+    """Why a comparison has no p-value (empty string: it has one). First matching reason wins."""
+    kind = frame["kind"].to_numpy()
+    names = {"c": frame["control"].to_numpy(), "t": frame["variant"].to_numpy()}
+    reasons = np.full(len(frame), "", dtype=object)
+
+    def note(mask: np.ndarray, text: np.ndarray | str) -> None:
+        fill = (reasons == "") & mask
+        reasons[fill] = np.broadcast_to(np.asarray(text, dtype=object), reasons.shape)[fill]
+
+    for side, arm in (("c", control), ("t", treatment)):
+        note(arm.n == 0, "no users in arm " + names[side])
+    for side, arm in (("c", control), ("t", treatment)):
+        note(arm.n < min_users, [f"only {n:.0f} users in arm {a} (min_users_per_arm = {min_users}): too few for a "
+                                 "meaningful test" for n, a in zip(arm.n, names[side], strict=True)])
+    for side, arm in (("c", control), ("t", treatment)):
+        conversions = arm.mean * arm.n
+        low = np.minimum(conversions, arm.n - conversions)
+        note((kind == "proportion") & (low < PROPORTION_MIN_COUNT),
+             [f"arm {a} has {c:.0f} of {n:.0f} users converting: the normal approximation needs at least "
+              f"{PROPORTION_MIN_COUNT} conversions and {PROPORTION_MIN_COUNT} non-conversions per arm"
+              for c, n, a in zip(conversions, arm.n, names[side], strict=True)])
+    for side in ("c", "t"):
+        note((kind == "ratio") & (frame[f"denominator_sum_{side}"].to_numpy(float) == 0),
+             "ratio denominator is 0 in arm " + names[side])
+    note((control.variance == 0) & (treatment.variance == 0), "zero variance in both arms: every user has the "
+         "same value, so there is no sampling distribution to test against")
+    note(np.isnan(control.mean) | np.isnan(treatment.mean), "metric undefined (0/0) in an arm")
+    return reasons
+
+
+def compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Settings) -> pd.DataFrame:
+    """One row per experiment x metric x treatment arm with every frequentist result."""
+    totals = counts[counts["day"].isna()].drop(columns="day")
+    plan = _plan(experiments, settings)
+    sums = [c for c in totals.columns if c not in ("experiment_id", "variant", "metric")]
+    frame = (plan
+             .merge(totals.rename(columns={c: f"{c}_c" for c in sums} | {"variant": "control"}),
+                    on=["experiment_id", "metric", "control"], how="left")
+             .merge(totals.rename(columns={c: f"{c}_t" for c in sums}),
+                    on=["experiment_id", "metric", "variant"], how="left"))
+    for side in ("c", "t"):
+        frame[f"count_{side}"] = frame[f"count_{side}"].fillna(0.0)
+    control, treatment = _arms(frame, "c"), _arms(frame, "t")
+    alt = frame["alternative"].to_numpy()
+    alpha = frame["alpha"].to_numpy(float)
+    kind = frame["kind"].to_numpy()
+
+    z_prop, p_prop = stats.two_proportion_ztest(control, treatment, alt)
+    t_cont, df_cont, p_cont = stats.welch_ttest(control, treatment, alt)
+    z_ratio, p_ratio = stats.unpooled_ztest(control, treatment, alt)
+    is_prop, is_cont = kind == "proportion", kind == "continuous"
+    frame["test"] = [TESTS[k] for k in kind]
+    frame["statistic"] = np.select([is_prop, is_cont], [z_prop, t_cont], z_ratio)
+    frame["df"] = np.where(is_cont, df_cont, np.nan)
+    frame["p_value"] = np.select([is_prop, is_cont], [p_prop, p_cont], p_ratio)
+    frame["reason"] = _reasons(frame, control, treatment, settings.min_users_per_arm)
+    ok = frame["reason"].to_numpy() == ""
+    frame.loc[~ok, ["statistic", "df", "p_value"]] = np.nan
+
+    z_lift = stats.lift(control, treatment, alpha, alt)
+    t_lift = stats.lift(control, treatment, alpha, alt, df_cont)
+    frame["ci_level"] = np.where(alt == "two-sided", 1 - alpha, 1 - 2 * alpha)
+    frame["control_mean"], frame["treatment_mean"] = control.mean, treatment.mean
+    frame["absolute_lift"], frame["relative_lift"] = z_lift.absolute, z_lift.relative
+    for name, (zs, ts) in {"absolute_ci": (z_lift.absolute_ci, t_lift.absolute_ci),
+                           "relative_ci": (z_lift.relative_ci, t_lift.relative_ci)}.items():
+        frame[f"{name}_low"] = np.where(ok, np.where(is_cont, ts[0], zs[0]), np.nan)
+        frame[f"{name}_high"] = np.where(ok, np.where(is_cont, ts[1], zs[1]), np.nan)
+    frame["relative_reason"] = np.where(~ok, frame["reason"],
+                                        np.where(control.mean == 0, "control mean is 0: relative lift undefined", ""))
+    frame.loc[frame["relative_reason"] != "", ["relative_ci_low", "relative_ci_high"]] = np.nan
+
+    var_diff = control.var_of_mean + treatment.var_of_mean
+    seq = stats.msprt(treatment.mean - control.mean, var_diff, (frame["mde"].to_numpy(float) * control.mean) ** 2,
+                      alpha)
+    seq_ok = ok & (control.mean != 0)
+    frame["seq_p_value"] = np.where(seq_ok, seq.p_value, np.nan)
+    frame["seq_ci_low"], frame["seq_ci_high"] = (np.where(seq_ok, b, np.nan) for b in seq.ci)
+    frame["seq_reason"] = np.where(ok, np.where(seq_ok, "", "control mean is 0: the mixing scale (mde x control "
+                                                "mean) is 0"), frame["reason"])
+    _add_cuped(frame, ok, alt, alpha)
+    frame["p_value_adjusted"] = np.nan
+    tested = frame["role"].isin(["primary", "secondary"]).to_numpy()
+    for _, idx in frame[tested].groupby("experiment_id").groups.items():
+        frame.loc[idx, "p_value_adjusted"] = stats.adjust_pvalues(frame.loc[idx, "p_value"].to_numpy(),
+                                                                  settings.correction)
+    frame.loc[~tested, "p_value_adjusted"] = frame.loc[~tested, "p_value"]
+    return frame
+
+
+def _add_cuped(frame: pd.DataFrame, ok: np.ndarray, alt: np.ndarray, alpha: np.ndarray) -> None:
+    cols = {f"{k}_{s}": frame[f"{k}_{s}"].to_numpy(float) for s in ("c", "t") for k in
+            ("count", "main_sum", "main_sum_squares", "covariate_sum", "covariate_sum_squares",
+             "main_covariate_sum_product")}
+    adj = stats.cuped(*(cols[f"{k}_{s}"] for s in ("c", "t") for k in
+                        ("count", "main_sum", "main_sum_squares", "covariate_sum", "covariate_sum_squares",
+                         "main_covariate_sum_product")))
+    z, p = stats.unpooled_ztest(adj.control, adj.treatment, alt)
+    lifted = stats.lift(adj.control, adj.treatment, alpha, alt)
+    has_cov = ~np.isnan(cols["covariate_sum_c"]) & ~np.isnan(cols["covariate_sum_t"])
+    usable = ok & has_cov & (frame["kind"].to_numpy() != "ratio")
+    frame["cuped_reason"] = np.select(
+        [~ok, frame["kind"].to_numpy() == "ratio", ~has_cov], [frame["reason"], "not applied to ratio metrics",
+                                                               "no pre-exposure covariate in the counts"], "")
+    frame["cuped_absolute_lift"] = np.where(usable, lifted.absolute, np.nan)
+    frame["cuped_ci_low"], frame["cuped_ci_high"] = (np.where(usable, b, np.nan) for b in lifted.absolute_ci)
+    frame["cuped_p_value"] = np.where(usable, p, np.nan)
+    frame["cuped_variance_reduction"] = np.where(usable, adj.variance_reduction, np.nan)
+    frame["cuped_theta"] = np.where(usable, adj.theta, np.nan)
+
+
+def srm(observed: dict[str, float], split: dict[str, float], alpha: float) -> dict[str, Any]:
+    """Sample-ratio check of users per registered variant, shown before any lift."""
+    total = sum(observed.values())
+    result: dict[str, Any] = {"observed": observed, "expected_share": split, "alpha": alpha,
+                              "chi2": None, "p_value": None, "status": "ok", "reason": None}
+    expected_min = min(split.values()) * total
+    if total == 0 or expected_min < PROPORTION_MIN_COUNT:
+        result.update(status="not_computable", reason=f"{total:.0f} users: the chi-square test needs an expected "
+                      f"count of at least {PROPORTION_MIN_COUNT} per variant")
+        return result
+    chi2, p = stats.srm_chisquare(np.array([observed[v] for v in split]), np.array(list(split.values())))
+    result.update(chi2=chi2, p_value=p, status="flagged" if p < alpha else "ok")
+    return result
+
+
+def _seed(experiment_id: str, day: dt.date) -> int:
+    return int.from_bytes(hashlib.sha256(f"{experiment_id}:{day}".encode()).digest()[:8], "big")
+
+
+def bayesian(exp: Experiment, rows: pd.DataFrame, settings: Settings, day: dt.date) -> dict[str, Any]:
+    """Posterior view and bandit view of the primary metric (control first)."""
+    use = exp.primary
+    arms_rows = rows.set_index("variant").reindex([exp.control, *exp.treatments])
+    kind = use.metric.kind
+    n = arms_rows["count"].fillna(0).to_numpy(float)
+    if (n < 2).any():
+        return {"status": "not_computable", "reason": "every arm needs at least 2 users"}
+    if kind == "proportion":
+        arms = [stats.proportion_arm(r["count"], r["main_sum"]) for _, r in arms_rows.iterrows()]
+    elif kind == "continuous":
+        arms = [stats.mean_arm(r["count"], r["main_sum"], r["main_sum_squares"]) for _, r in arms_rows.iterrows()]
+    else:
+        arms = [stats.ratio_arm(*(r[c] for c in ("count", "main_sum", "main_sum_squares", "denominator_sum",
+                                                 "denominator_sum_squares", "main_denominator_sum_product")))
+                for _, r in arms_rows.iterrows()]
+    if kind != "proportion" and any(not np.isfinite(a.var_of_mean) or a.var_of_mean == 0 for a in arms):
+        return {"status": "not_computable", "reason": "an arm has zero or undefined variance"}
+    post = stats.posterior(arms, kind == "proportion", use.direction != "decrease", settings.prior_alpha,
+                           settings.prior_beta, settings.posterior_draws, _seed(exp.id, day))
+    control_mean = float(arms[0].mean)
+    scale = abs(control_mean) if control_mean else float("nan")
+    loss_rel = post.expected_loss / scale
+    names = arms_rows.index.tolist()
+    safe = [names[i] for i in range(len(names)) if loss_rel[i] < settings.expected_loss_threshold]
+    leader = names[int(post.prob_best.argmax())]
+    return {
+        "status": "ok", "metric": use.metric.name,
+        "prior": ({"family": "beta", "alpha": settings.prior_alpha, "beta": settings.prior_beta}
+                  if kind == "proportion" else {"family": "normal approximation, flat prior"}),
+        "arms": [{"variant": v, "prob_beats_control": _num(post.prob_beats_control[i]),
+                  "prob_best": _num(post.prob_best[i]), "expected_loss": _num(post.expected_loss[i]),
+                  "expected_loss_relative": _num(loss_rel[i]),
+                  "posterior_mean": _num(post.draws[i].mean()),
+                  "credible_interval_95": [_num(np.percentile(post.draws[i], 2.5)),
+                                           _num(np.percentile(post.draws[i], 97.5))]}
+                 for i, v in enumerate(names)],
+        "expected_loss_threshold": settings.expected_loss_threshold,
+        "can_stop": bool(safe), "choose": leader if leader in safe else (safe[0] if safe else None),
+        "bandit": {"thompson_weights": {v: _num(post.prob_best[i]) for i, v in enumerate(names)},
+                   "leader": leader, "value_remaining_p95": _num(post.value_remaining_p95),
+                   "value_remaining_threshold": settings.value_remaining_threshold,
+                   "can_stop": bool(post.value_remaining_p95 < settings.value_remaining_threshold)},
+    }
+
+
+def novelty(exp: Experiment, days: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+    """Relative lift of the primary metric per day since first exposure, and its trend."""
+    use = exp.primary
+    rows = days[days["metric"] == use.metric.name]
+    points = []
+    for k, group in rows.groupby("day"):
+        by_variant = group.set_index("variant")
+        if exp.control not in by_variant.index:
+            continue
+        c = by_variant.loc[exp.control]
+        for variant in exp.treatments:
+            if variant not in by_variant.index:
+                continue
+            t = by_variant.loc[variant]
+            if use.metric.kind == "proportion":
+                ca = stats.proportion_arm(c["count"], c["main_sum"])
+                ta = stats.proportion_arm(t["count"], t["main_sum"])
+            else:
+                ca = stats.mean_arm(c["count"], c["main_sum"], c["main_sum_squares"])
+                ta = stats.mean_arm(t["count"], t["main_sum"], t["main_sum_squares"])
+            lifted = stats.lift(ca, ta, exp.alpha, "two-sided")
+            half = (lifted.relative_ci[1] - lifted.relative_ci[0]) / 2
+            var = float((half / stats.critical_value(exp.alpha, "two-sided")) ** 2)
+            enough = min(c["count"], t["count"]) >= settings.min_users_per_arm
+            if enough and np.isfinite(lifted.relative) and np.isfinite(var) and var > 0:
+                points.append({"day": int(k), "variant": variant, "relative_lift": float(lifted.relative),
+                               "variance": var,
+                               "users": {"control": float(c["count"]), "treatment": float(t["count"])}})
+    result: dict[str, Any] = {"metric": use.metric.name, "points": [
+        {k: v for k, v in p.items() if k != "variance"} for p in points]}
+    trends = []
+    for variant in exp.treatments:
+        mine = [p for p in points if p["variant"] == variant]
+        if len(mine) < settings.novelty_min_days:
+            trends.append({"variant": variant, "status": "not_computable",
+                           "reason": f"{len(mine)} day(s) with enough users per arm; need {settings.novelty_min_days}"})
+            continue
+        trend = stats.weighted_trend(np.array([p["day"] for p in mine], float),
+                                     np.array([p["relative_lift"] for p in mine]),
+                                     np.array([p["variance"] for p in mine]))
+        flagged = trend.p_value < exp.alpha
+        label = ("novelty (lift fades with exposure age)" if trend.slope < 0
+                 else "primacy (lift grows with exposure age)")
+        trends.append({"variant": variant, "status": "flagged" if flagged else "ok",
+                       "slope_per_day": trend.slope, "slope_se": trend.slope_se, "p_value": trend.p_value,
+                       "pattern": label if flagged else None})
+    result["trend"] = trends
+    return result
+
+
+def _comparison(row: pd.Series) -> dict[str, Any]:
+    ok = row["reason"] == ""
+    out = {
+        "variant": row["variant"], "control": row["control"], "test": row["test"],
+        "alternative": row["alternative"], "alpha": row["alpha"], "ci_level": _num(row["ci_level"]),
+        "users": {"control": _num(row["count_c"]), "treatment": _num(row["count_t"])},
+        "control_mean": _num(row["control_mean"]), "treatment_mean": _num(row["treatment_mean"]),
+        "status": "ok" if ok else "not_computable", "reason": None if ok else row["reason"],
+        "absolute_lift": _num(row["absolute_lift"]) if ok else None,
+        "absolute_ci": [_num(row["absolute_ci_low"]), _num(row["absolute_ci_high"])] if ok else None,
+        "relative_lift": _num(row["relative_lift"]) if row["relative_reason"] == "" else None,
+        "relative_ci": ([_num(row["relative_ci_low"]), _num(row["relative_ci_high"])]
+                        if row["relative_reason"] == "" else None),
+        "relative_reason": row["relative_reason"] or None,
+        "statistic": _num(row["statistic"]), "df": _num(row["df"]),
+        "p_value": _num(row["p_value"]), "p_value_adjusted": _num(row["p_value_adjusted"]),
+        "sequential": {"status": "ok" if row["seq_reason"] == "" else "not_computable",
+                       "reason": row["seq_reason"] or None, "p_value": _num(row["seq_p_value"]),
+                       "ci": [_num(row["seq_ci_low"]), _num(row["seq_ci_high"])]
+                       if row["seq_reason"] == "" else None},
+        "cuped": {"status": "ok" if row["cuped_reason"] == "" else "not_computable",
+                  "reason": row["cuped_reason"] or None, "absolute_lift": _num(row["cuped_absolute_lift"]),
+                  "ci": [_num(row["cuped_ci_low"]), _num(row["cuped_ci_high"])] if row["cuped_reason"] == "" else None,
+                  "p_value": _num(row["cuped_p_value"]), "variance_reduction": _num(row["cuped_variance_reduction"]),
+                  "theta": _num(row["cuped_theta"])},
+    }
+    return out
+
+
+def _significant(comp: dict[str, Any], p_key: str, alpha: float) -> bool:
+    p = comp["p_value_adjusted"] if p_key == "fixed" else comp["sequential"]["p_value"]
+    return p is not None and p < alpha
+
+
+def _good_side(comp: dict[str, Any], direction: str) -> bool:
+    """The estimate moved the way the hypothesis wants (`any`: up counts as good)."""
+    lift = comp["absolute_lift"] or 0.0
+    return lift < 0 if direction == "decrease" else lift > 0
+
+
+def _harmful(comp: dict[str, Any], direction: str) -> bool:
+    """The interval excludes 0 on the wrong side (for guardrails: the harmful side)."""
+    ci = comp["absolute_ci"]
+    if ci is None or None in ci:
+        return False
+    return {"increase": ci[1] < 0, "decrease": ci[0] > 0, "any": False, "change": ci[0] > 0 or ci[1] < 0}[direction]
+
+
+def power_view(exp: Experiment, comps: pd.DataFrame, days_running: int) -> dict[str, Any]:
+    """Sample size per arm for the registered MDE, the MDE the current samples give, days still needed."""
+    rows = comps[comps["metric"] == exp.primary.metric.name]
+    out: list[dict[str, Any]] = []
+    for _, r in rows.iterrows():
+        base = r["control_mean"]
+        if not np.isfinite(base) or base == 0 or r["count_c"] < 2:
+            out.append({"variant": r["variant"], "status": "not_computable",
+                        "reason": "control mean is 0 or undefined: a relative MDE has no scale"})
+            continue
+        delta = exp.mde * base
+        if r["kind"] == "proportion":
+            var_c, target = base * (1 - base), base * (1 + exp.mde)
+            var_t = target * (1 - target)
+        else:
+            var_c = var_t = float(stats.mean_arm(r["count_c"], r["main_sum_c"], r["main_sum_squares_c"]).variance
+                                  if r["kind"] == "continuous" else
+                                  stats.ratio_arm(*(r[f"{c}_c"] for c in ("count", "main_sum", "main_sum_squares",
+                                                                           "denominator_sum", "denominator_sum_squares",
+                                                                           "main_denominator_sum_product"))).variance)
+        required = stats.required_n_per_arm(var_c, var_t, delta, exp.alpha, exp.power, r["alternative"])
+        arm_c = stats.Arm(np.float64(r["count_c"]), np.float64(base), np.float64(var_c))
+        arm_t = stats.Arm(np.float64(max(r["count_t"], 1)), np.float64(base), np.float64(var_t))
+        mde_now = stats.minimum_detectable_effect(arm_c, arm_t, exp.alpha, exp.power, r["alternative"])
+        smallest = min(r["count_c"], r["count_t"])
+        rate = smallest / max(days_running, 1)
+        remaining = max(float(required) - smallest, 0.0)
+        out.append({"variant": r["variant"], "status": "ok", "mde_relative": exp.mde, "alpha": exp.alpha,
+                    "power": exp.power, "required_users_per_arm": _num(required), "users_per_arm": smallest,
+                    "mde_relative_now": _num(mde_now / abs(base)),
+                    "reached": bool(remaining == 0),
+                    "days_needed": 0 if remaining == 0 else (math.ceil(remaining / rate) if rate > 0 else None)})
+    return {"metric": exp.primary.metric.name, "arms": out}
+
+
+def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict[str, str]:
+    if entry["srm"]["status"] == "flagged":
+        obs = entry["srm"]["observed"]
+        total = sum(obs.values())
+        shares = ", ".join(f"{v} {obs[v] / total:.1%} (expected {s:.0%})" for v, s in exp.variants.items())
+        return {"decision": "do_not_trust", "text": f"Do not read these results: sample ratio mismatch "
+                f"(chi-square p = {entry['srm']['p_value']:.2g} < {settings.srm_alpha}): {shares}. Check the "
+                "allocator and exposure logging before anything else."}
+    primary = next(m for m in entry["metrics"] if m["role"] == "primary")
+    comps = [c for c in primary["comparisons"] if c["status"] == "ok"]
+    if not comps:
+        reason = primary["comparisons"][0]["reason"] if primary["comparisons"] else "no comparison"
+        return {"decision": "not_computable", "text": f"No verdict: the primary metric {primary['metric']} cannot be "
+                f"tested ({reason})."}
+    power = {p["variant"]: p for p in entry["power"]["arms"]}
+    ended = entry["status"] == "ended"
+    horizon = ended or all(power.get(c["variant"], {}).get("reached") for c in comps)
+    basis = "fixed" if horizon else "sequential"
+    how = "fixed-horizon test" if horizon else "always-valid sequential test (safe to read daily)"
+    window = entry["window"]
+    prefix = f"Ended {exp.end_date}: final result. " if ended else (
+        f"Early (day {window['days_running']} of at least {exp.min_days}). " if window["early"] else "")
+    direction = primary["direction"]
+    winners = [c for c in comps if _significant(c, basis, exp.alpha) and _good_side(c, direction)]
+    losers = [c for c in comps if _harmful(c, direction)
+              or (direction == "any" and _significant(c, basis, exp.alpha) and not _good_side(c, direction))]
+    breached = [g for g in entry["metrics"] if g["role"] == "guardrail" for c in g["comparisons"]
+                if c.get("guardrail_breached")]
+
+    def describe(c: dict[str, Any]) -> str:
+        ci = c["relative_ci"] if basis == "fixed" else None
+        interval = f" ({c['ci_level']:.0%} CI {_pct(ci[0])} to {_pct(ci[1])})" if ci and None not in ci else ""
+        p = c["p_value_adjusted"] if basis == "fixed" else c["sequential"]["p_value"]
+        return (f"{c['variant']} {primary['metric']} {_pct(c['relative_lift'])}{interval}, "
+                f"p = {p:.3g} ({how})")
+
+    if winners and not breached and not entry["window"]["early"]:
+        best = min(winners, key=lambda c: c["p_value_adjusted"] if basis == "fixed" else c["sequential"]["p_value"])
+        return {"decision": "launch", "text": prefix + f"Launch {best['variant']}: {describe(best)}; guardrails hold."}
+    if winners and breached:
+        names = ", ".join(sorted({g["metric"] for g in breached}))
+        return {"decision": "guardrail_breached", "text": prefix + f"Do not launch: {describe(winners[0])}, but "
+                f"guardrail(s) {names} moved the wrong way."}
+    if winners:
+        return {"decision": "keep_running", "text": prefix + f"Promising: {describe(winners[0])}. Keep running to "
+                f"the minimum of {exp.min_days} days before deciding."}
+    if losers and horizon:
+        return {"decision": "stop_harm", "text": prefix + f"Stop: {losers[0]['variant']} makes {primary['metric']} "
+                f"worse ({_pct(losers[0]['relative_lift'])})."}
+    if horizon:
+        return {"decision": "stop_no_effect", "text": prefix + f"No detectable effect on {primary['metric']} at the "
+                f"planned sample size ({exp.power:.0%} power for {_pct(exp.mde)}): keep {exp.control}."}
+    needed = [p.get("days_needed") for p in power.values() if p.get("status") == "ok"]
+    more = f"~{max(n for n in needed if n is not None)} more day(s) at current traffic" if any(
+        n is not None for n in needed) else "more data"
+    return {"decision": "keep_running", "text": prefix + f"Keep running: no significant effect on "
+            f"{primary['metric']} yet; {more} to reach {exp.power:.0%} power for {_pct(exp.mde)}."}
+
+
+def _base_entry(exp: Experiment, day: dt.date) -> dict[str, Any]:
+    return {"id": exp.id, "hypothesis": exp.hypothesis, "owner": exp.owner, "variants": exp.variants,
+            "control": exp.control, "start_date": str(exp.start_date) if exp.start_date else None,
+            "end_date": str(exp.end_date) if exp.end_date else None, "status": exp.status_on(day) if exp.valid
+            else "invalid_registry_entry", "warnings": [], "errors": list(exp.errors)}
+
+
+def build_report(counts: pd.DataFrame, registry: Registry, day: dt.date, experiments: list[str] | None = None,
+                 diagnostics: pd.DataFrame | None = None, history: pd.DataFrame | None = None,
+                 code_version: str = "unknown") -> dict[str, Any]:
+    """The report for `day`: one entry per selected experiment, never failing as a whole on one bad entry."""
+    counts = normalise(counts)
+    diagnostics = empty_diagnostics() if diagnostics is None else diagnostics
+    settings = registry.settings
+    selected = registry.select(experiments)
+    analysable = [e for e in selected if e.valid and e.status_on(day) != "not_started"]
+    with np.errstate(invalid="ignore", divide="ignore"):  # undefined cases become NaN + a reason
+        comps = compare(counts, analysable, settings)
+    comps = _apply_history(comps, history, day)
+    entries = []
+    for exp in selected:
+        entry = _base_entry(exp, day)
+        entries.append(entry)
+        if not exp.valid:
+            entry["verdict"] = {"decision": "invalid", "text": "Not analysed: invalid registry entry: "
+                                + "; ".join(exp.errors)}
+            continue
+        if entry["status"] == "not_started":
+            entry["verdict"] = {"decision": "not_started", "text": f"Starts on {exp.start_date}; nothing to report."}
+            continue
+        _analyse(exp, entry, counts, comps, diagnostics, settings, day)
+    return {"schema_version": SCHEMA_VERSION, "report_date": day.isoformat(),
+            "generated": {"code_version": code_version, "correction": settings.correction,
+                          "srm_alpha": settings.srm_alpha, "min_users_per_arm": settings.min_users_per_arm},
+            "experiments": entries}
+
+
+def _apply_history(comps: pd.DataFrame, history: pd.DataFrame | None, day: dt.date) -> pd.DataFrame:
+    """Always-valid p-values are a running minimum over every night the experiment was read."""
+    if history is None or history.empty:
+        return comps
+    past = history[pd.to_datetime(history["report_date"]).dt.date < day]
+    best = past.groupby(["experiment_id", "variant", "metric"])["seq_p_value"].min().rename("past_seq_p")
+    comps = comps.merge(best, on=["experiment_id", "variant", "metric"], how="left")
+    comps["seq_p_value"] = np.fmin(comps["seq_p_value"], comps["past_seq_p"].where(comps["seq_reason"] == ""))
+    return comps.drop(columns="past_seq_p")
+
+
+def _analyse(exp: Experiment, entry: dict[str, Any], counts: pd.DataFrame, comps: pd.DataFrame,
+             diagnostics: pd.DataFrame, settings: Settings, day: dt.date) -> None:
+    warnings = entry["warnings"]
+    mine = counts[(counts["experiment_id"] == exp.id)]
+    totals = mine[mine["day"].isna()]
+    users = totals[totals["metric"] == exp.primary.metric.name].groupby("variant")["count"].sum()
+    unknown = sorted(set(users.index) - set(exp.variants))
+    for variant in unknown:
+        warnings.append(f"variant {variant!r} is not in the registry: its {users[variant]:.0f} users are excluded")
+    diag = diagnostics[diagnostics["experiment_id"] == exp.id]
+    multi = float(diag.loc[diag["kind"] == "multi_variant_users", "users"].sum())
+    if multi:
+        warnings.append(f"{multi:.0f} users were seen in more than one variant and are excluded")
+    observed = {v: float(users.get(v, 0.0)) for v in exp.variants}
+    last = exp.analysis_end(day)
+    days_running = (last - exp.start_date).days + 1
+    early = days_running < exp.min_days
+    entry["window"] = {"analysed_from": str(exp.start_date), "analysed_to": str(last), "days_running": days_running,
+                       "early": early}
+    entry["exposure"] = {"users": observed, "unregistered_variant_users": {v: float(users[v]) for v in unknown},
+                         "multi_variant_users_excluded": multi}
+    entry["collisions"] = [{"experiment_id": r["other"], "users": float(r["users"])}
+                           for _, r in diag[diag["kind"] == "collision"].sort_values("other").iterrows()]
+    if entry["status"] == "ended":
+        warnings.append(f"ended on {exp.end_date}: events after that date are not analysed")
+    if early:
+        warnings.append(f"early: day {days_running} of at least {exp.min_days}; weekly cycles are not yet covered")
+    entry["srm"] = srm(observed, exp.variants, settings.srm_alpha)
+    if sum(observed.values()) == 0:
+        warnings.append("no exposures logged for the registered variants")
+    for variant, n in observed.items():
+        if n == 0 and sum(observed.values()) > 0:
+            warnings.append(f"variant {variant} has no users: only one side of the test is observed")
+    rows = comps[comps["experiment_id"] == exp.id]
+    entry["metrics"] = []
+    for use in exp.metrics:
+        metric_rows = rows[rows["metric"] == use.metric.name]
+        comparisons = [_comparison(r) for _, r in metric_rows.iterrows()]
+        for c in comparisons:
+            if use.role == "guardrail":
+                c["guardrail_breached"] = bool(c["p_value"] is not None and c["p_value"] < exp.alpha
+                                               and _harmful(c, use.direction))
+                if c["guardrail_breached"]:
+                    warnings.append(f"guardrail {use.metric.name} moved ({use.direction}) in {c['variant']}: "
+                                    f"{_pct(c['relative_lift'])}, p = {c['p_value']:.3g}")
+        arms = {exp.control: _num(metric_rows["control_mean"].iloc[0]) if len(metric_rows) else None}
+        arms |= {r["variant"]: _num(r["treatment_mean"]) for _, r in metric_rows.iterrows()}
+        entry["metrics"].append({"metric": use.metric.name, "role": use.role, "kind": use.metric.kind,
+                                 "direction": use.direction, "description": use.metric.description,
+                                 "arm_means": arms, "comparisons": comparisons})
+    for comp in (c for m in entry["metrics"] for c in m["comparisons"]):
+        if comp["status"] == "not_computable":
+            warnings.append(f"{comp['variant']}: not computable: {comp['reason']}")
+            break
+    entry["power"] = power_view(exp, rows, days_running)
+    primary_totals = totals[totals["metric"] == exp.primary.metric.name]
+    entry["bayesian"] = bayesian(exp, primary_totals, settings, day)
+    entry["novelty"] = novelty(exp, mine[mine["day"].notna()], settings)
+    for trend in entry["novelty"]["trend"]:
+        if trend["status"] == "flagged":
+            warnings.append(f"{trend['variant']}: {trend['pattern']}, slope {trend['slope_per_day']:+.3f}/day "
+                            f"(p = {trend['p_value']:.3g})")
+    entry["verdict"] = _verdict(exp, entry, settings)
