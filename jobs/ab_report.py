@@ -170,21 +170,29 @@ def diagnostics(assigned: DataFrame) -> DataFrame:
     return multi.unionByName(collisions)
 
 
-def aggregate(events: DataFrame, reg: Registry, experiments: list[Experiment], day: dt.date) -> tuple[
-        pd.DataFrame, pd.DataFrame]:
-    """Counts (interchange format) and diagnostics for the experiments, as small pandas frames."""
-    windows = experiment_windows(events.sparkSession, experiments, day)
+def aggregate(events: DataFrame, reg: Registry, experiments: list[Experiment], day: dt.date,
+              running: list[Experiment] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Counts (interchange format) and diagnostics for `experiments`, as small pandas frames.
+
+    Collisions are counted against every experiment in `running` (default: the same list), so
+    a run for a subset still sees overlaps with the others.
+    """
+    running = running or experiments
+    windows = experiment_windows(events.sparkSession, running, day)
+    selected = [e.id for e in experiments]
     events = events.select("user_id", "event_ts", "event_type", "revenue", "experiments").persist(
         StorageLevel.MEMORY_AND_DISK)  # the one scan of the source; both sides of the join reuse it
     try:
-        assigned = assignments(events, windows).persist(StorageLevel.MEMORY_AND_DISK)
+        everyone = assignments(events, windows).persist(StorageLevel.MEMORY_AND_DISK)
+        assigned = everyone.where(F.col("experiment_id").isin(selected))
         buckets = user_buckets(events, assigned, reg, reg.settings.cuped_lookback_days).persist(
             StorageLevel.MEMORY_AND_DISK)
         counts = total_counts(buckets, reg).unionByName(daily_counts(buckets, assigned, reg), allowMissingColumns=True)
         counts_pd = counts.select(*COLUMNS).toPandas()
-        diag_pd = diagnostics(assigned).select(*DIAGNOSTIC_COLUMNS).toPandas()
+        diag_pd = (diagnostics(everyone).where(F.col("experiment_id").isin(selected))
+                   .select(*DIAGNOSTIC_COLUMNS).toPandas())
         buckets.unpersist()
-        assigned.unpersist()
+        everyone.unpersist()
     finally:
         events.unpersist()
     return counts_pd, diag_pd
@@ -206,14 +214,15 @@ def read_events(spark: SparkSession, lake: Lake, first: dt.date, last: dt.date) 
 
 def run(spark: SparkSession, lake: Lake, day: dt.date, reg: Registry, only: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
-    selected = reg.select(only)
-    active = [e for e in selected if e.valid and e.status_on(day) != "not_started"]
+    running = [e for e in reg.experiments if e.valid and e.status_on(day) != "not_started"]
+    wanted = {e.id for e in reg.select(only)}
+    active = [e for e in running if e.id in wanted]
     counts, diag, missing = pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=DIAGNOSTIC_COLUMNS), []
     if active:
-        first = min(e.start_date for e in active) - dt.timedelta(days=reg.settings.cuped_lookback_days)
-        last = max(e.analysis_end(day) for e in active)
+        first = min(e.start_date for e in running) - dt.timedelta(days=reg.settings.cuped_lookback_days)
+        last = max(e.analysis_end(day) for e in running)
         events, missing = read_events(spark, lake, first, last)
-        counts, diag = aggregate(events, reg, active, day)
+        counts, diag = aggregate(events, reg, active, day, running)
     aggregated = time.time()
     history = outputs.read_history(lake)
     report = analysis.build_report(counts, reg, day, only, diag, history, config.code_version())
@@ -222,9 +231,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, reg: Registry, only: list
                 and d <= entry.get("window", {}).get("analysed_to", "")]
         if gaps:
             entry["warnings"].append(f"bronze clickstream missing for {', '.join(gaps)}: those days are not counted")
-    report["seconds"] = {"aggregation": round(aggregated - started, 2),
-                         "statistics": round(time.time() - aggregated, 2)}
-    return outputs.publish(lake, day, report, counts, diag, history, only, LakeFS(spark))
+    seconds = {"aggregation": round(aggregated - started, 2), "statistics": round(time.time() - aggregated, 2)}
+    return outputs.publish(lake, day, report, counts, diag, history, only, LakeFS(spark), seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,11 +28,48 @@ airflow_db() {
   airflow pools set kafka_drain 1 "serialises Kafka drains" >/dev/null
 }
 
+spark_submit() {  # a job by hand, with the Spark conf the DAG passes (include/pipeline.yaml)
+  local conf
+  conf=$(python -c 'from jobs.common import config
+print(" ".join(f"--conf {k}={v}" for k, v in config.pipeline_config()["spark_conf"].items()))')
+  # shellcheck disable=SC2086
+  spark-submit $conf "$@"
+}
+
+start_s3() {  # an S3 API server on loopback standing in for MinIO, with the reports bucket
+  local port=${DEMO_S3_PORT:-9787}
+  moto_server -H 127.0.0.1 -p "$port" > "$AIRFLOW_HOME/demo-s3.log" 2>&1 &
+  S3_PID=$!
+  trap 'kill $S3_PID 2>/dev/null || true' EXIT
+  export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
+  export AIRFLOW_CONN_AB_REPORTS_S3="{\"conn_type\": \"aws\", \"login\": \"demo\", \"password\": \"demo\", \"extra\": {\"bucket\": \"ab-reports\", \"prefix\": \"nightly\", \"endpoint_url\": \"http://127.0.0.1:$port\"}}"
+  python - "$port" <<'PY'
+import sys, time, boto3
+client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1")
+for _ in range(50):
+    try:
+        client.create_bucket(Bucket="ab-reports")
+        break
+    except Exception:
+        time.sleep(0.2)
+else:
+    sys.exit("the demo S3 server did not start; see .airflow/demo-s3.log")
+PY
+}
+
 demo() {
   setup
   airflow_db
-  echo "== generating demo clickstream for $(date -d "$DEMO_DATE -1 day" +%F) .. $DEMO_DATE into $PIPELINE_LAKE_ROOT/raw"
-  python -m jobs.demo_generator --start-date "$(date -d "$DEMO_DATE -1 day" +%F)" --days 2
+  local first before
+  first=$(date -d "$DEMO_DATE -6 day" +%F)
+  before=$(date -d "$DEMO_DATE -1 day" +%F)
+  echo "== generating a week of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw"
+  python -m jobs.demo_generator --start-date "$first" --days 7 --users 8000 --events-per-day 30000
+  echo "== backfilling bronze for $first .. $before and A/B history for the two nights before (spark-submit)"
+  spark_submit jobs/clickstream_bronze.py --date "$first" --end-date "$before" > "$AIRFLOW_HOME/demo-backfill.log" 2>&1
+  spark_submit jobs/ab_report.py --date "$(date -d "$DEMO_DATE -2 day" +%F)" --end-date "$before" \
+    >> "$AIRFLOW_HOME/demo-backfill.log" 2>&1
+  start_s3
   echo "== airflow dags test nightly (run_date=$DEMO_DATE)"
   airflow dags test nightly --conf "{\"run_date\": \"$DEMO_DATE\"}" > "$AIRFLOW_HOME/demo-run.log" 2>&1 || true
   if ! grep -q "DagRun Finished: dag_id=nightly.*state=success" "$AIRFLOW_HOME/demo-run.log"; then
@@ -41,15 +78,26 @@ demo() {
     exit 1
   fi
   python - "$DEMO_DATE" <<'PY'
-import json, sys
-from jobs.common import config
+import json, os, sys
+import boto3
+from jobs.common import config, storage
 from jobs.common.outputs import partition_summary
 from jobs.common.paths import Lake, as_date
-summary = partition_summary(Lake(config.lake_root()), "clickstream", as_date(sys.argv[1]))
+lake, day = Lake(config.lake_root()), as_date(sys.argv[1])
+summary = partition_summary(lake, "clickstream", day)
 print(f"nightly DAG succeeded for {sys.argv[1]}. Outputs:")
 for key in ("bronze", "quarantine", "manifest", "data_docs"):
     print(f"  {key.replace('_', ' '):<11} {summary[key]}")
 print("  counts      " + json.dumps(summary["counts"]))
+reports = lake.partition("reports", "ab", day)
+print(f"  A/B report  {reports}/report.html (and report.json)")
+extra = json.loads(os.environ["AIRFLOW_CONN_AB_REPORTS_S3"])["extra"]
+client = boto3.client("s3", endpoint_url=extra["endpoint_url"], region_name="us-east-1")
+objects = [o["Key"] for o in client.list_objects_v2(Bucket=extra["bucket"])["Contents"]]
+print(f"  S3          s3://{extra['bucket']}/ at {extra['endpoint_url']}: {', '.join(sorted(objects))}")
+print("A/B verdicts:")
+for entry in json.loads(storage.read_bytes(f"{reports}/report.json"))["experiments"]:
+    print(f"  {entry['id']}: {entry['verdict']['text']}")
 PY
 }
 

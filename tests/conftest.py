@@ -36,6 +36,22 @@ def spark() -> Iterator:
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API server over HTTP (moto's), started once; boto3 talks to it like to MinIO."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
 @pytest.fixture
 def lake(tmp_path: Path) -> Lake:
     return Lake((tmp_path / "lake").as_uri())

@@ -102,7 +102,8 @@ def merge_subset(lake: Lake, day: dt.date, report: dict[str, Any], counts: pd.Da
 
 
 def publish(lake: Lake, day: dt.date, report: dict[str, Any], counts: pd.DataFrame, diag: pd.DataFrame,
-            history: pd.DataFrame, only: list[str] | None, lake_fs: Any) -> dict[str, Any]:
+            history: pd.DataFrame, only: list[str] | None, lake_fs: Any,
+            seconds: dict[str, float] | None = None) -> dict[str, Any]:
     """Write counts, history and the report aside, then swap each in (report last). Returns a summary."""
     if only:
         report, counts, diag = merge_subset(lake, day, report, counts, diag)
@@ -118,7 +119,7 @@ def publish(lake: Lake, day: dt.date, report: dict[str, Any], counts: pd.DataFra
     manifest = {"report_date": day.isoformat(), "run_id": run_id, "job": "ab_report",
                 "code_version": config.code_version(), "experiments": [e["id"] for e in report["experiments"]],
                 "recomputed": only or "all", "rows": {"counts": len(counts), "history": len(tonight)},
-                "seconds": report.get("seconds"), "schema_version": report["schema_version"]}
+                "seconds": seconds, "schema_version": report["schema_version"]}
     published = {}
     for (zone, table), files in targets.items():
         staging = lake.staging(zone, table, day, run_id)

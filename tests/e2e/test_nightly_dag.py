@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import boto3
 import pytest
 
 from jobs import demo_generator
@@ -13,14 +14,20 @@ from jobs.common.paths import Lake, as_date
 from tests.airflow_env import airflow, embedded_env
 
 DAY = "2026-11-20"
+BUCKET = "e2e-reports"
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def env_and_lake(tmp_path_factory):
+def env_and_lake(tmp_path_factory, s3_endpoint):
     home = tmp_path_factory.mktemp("airflow")
     lake = Lake((home / "lake").as_uri())
     env = embedded_env(home, lake.root)
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").create_bucket(Bucket=BUCKET)
+    env["AIRFLOW_CONN_AB_REPORTS_S3"] = json.dumps({
+        "conn_type": "aws", "login": "test", "password": "test",
+        "extra": {"bucket": BUCKET, "prefix": "ab", "endpoint_url": s3_endpoint}})
     airflow(env, "db", "migrate")
     airflow(env, "pools", "set", "kafka_drain", "1", "serialises Kafka drains")
     assert demo_generator.main(["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "3000",
@@ -46,17 +53,32 @@ def manifest(lake: Lake) -> dict:
     return json.loads(storage.read_bytes(Lake.manifest(lake.partition("bronze", "clickstream", as_date(DAY)))))
 
 
+def ab_report_json(lake: Lake) -> dict:
+    return json.loads(storage.read_bytes(f"{lake.partition('reports', 'ab', as_date(DAY))}/report.json"))
+
+
+def s3_object(endpoint: str, key: str) -> bytes:
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
 def bronze_rows(spark, lake):
     return sorted(tuple(r) for r in spark.read.parquet(lake.partition("bronze", "clickstream", as_date(DAY))).collect())
 
 
-def test_nightly_twice_gives_the_same_partition(env_and_lake, spark):
+def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint):
     env, lake = env_and_lake
     state, tasks = dags_test(env)
     assert state == "success", tasks
     assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped",
-                     "clickstream_bronze": "success", "summarise_outputs": "success"}
+                     "clickstream_bronze": "success", "summarise_outputs": "success",
+                     "ab_report": "success", "publish_ab_report": "success"}
     first, rows = manifest(lake), bronze_rows(spark, lake)
+    report = ab_report_json(lake)
+    assert [e["id"] for e in report["experiments"]] == ["exp_checkout_button", "exp_homepage_aa", "exp_ranking_srm"]
+    assert all(e["srm"]["observed"]["control"] > 50 for e in report["experiments"])
+    assert any("bronze clickstream missing for" in w for w in report["experiments"][0]["warnings"])
     assert first["counts"]["bronze"] == len(rows) > 2_000
     assert len({r[0] for r in rows}) == len(rows)  # event ids unique
 
@@ -65,6 +87,20 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark):
     second = manifest(lake)
     assert second["run_id"] != first["run_id"] and second["counts"] == first["counts"]
     assert bronze_rows(spark, lake) == rows
+    assert ab_report_json(lake) == report  # same data, same report: no run-dependent values
+    history = storage.list_files(lake.table("gold", "ab/history"), ".parquet")
+    assert len(history) == 1  # the date's history partition was replaced, not appended to
+    uploaded = json.loads(s3_object(s3_endpoint, "ab/dt=2026-11-20/report.json"))
+    assert uploaded == report and json.loads(s3_object(s3_endpoint, "ab/latest.json"))["report_date"] == DAY
+
+
+def test_rerun_for_one_experiment_keeps_the_others(env_and_lake):
+    env, lake = env_and_lake
+    before = ab_report_json(lake)
+    state, tasks = dags_test(env, experiments=["exp_homepage_aa"])
+    assert state == "success" and tasks["ab_report"] == "success"
+    after = ab_report_json(lake)
+    assert after == before  # recomputing one experiment on the same data changes nothing, drops nothing
 
 
 def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake, spark):
@@ -80,6 +116,7 @@ def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake,
     assert state == "failed"
     assert tasks["clickstream_bronze"] == "failed"  # not up_for_retry: a rejected batch is final
     assert tasks["summarise_outputs"] == "upstream_failed"
+    assert tasks["ab_report"] == "upstream_failed" and tasks["publish_ab_report"] == "upstream_failed"
     assert manifest(lake)["run_id"] == before["run_id"] and bronze_rows(spark, lake) == before_rows
     rejected = storage.list_files(f"{lake.root}/quarantine/_rejected_batches/bronze/clickstream/dt={DAY}",
                                   "_manifest.json")

@@ -1,0 +1,282 @@
+"""The report from counts (no Spark): registry validation, verdicts, and every bad-input case.
+
+Each bad input must give a warning or a reason for that experiment only, never a crash of the
+whole report and never a p-value where none is meaningful.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from jobs.ab import analysis, cli, registry
+from jobs.ab.counts import COLUMNS
+from jobs.common import config
+
+DAY = dt.date(2026, 11, 20)
+SCHEMA = json.loads(config.include_path("schemas", "ab_report.schema.json").read_text())
+
+
+def raw_registry() -> dict:
+    return yaml.safe_load(registry.default_path().read_text())
+
+
+def one_experiment(**overrides) -> dict:
+    raw = raw_registry()
+    exp = copy.deepcopy(raw["experiments"][0])
+    exp.update(overrides)
+    raw["experiments"] = [exp]
+    return raw
+
+
+def arm_rows(exp: str, variant: str, n: float, conversions: float, revenue_mean: float = 3.0,
+             views: float = 5.0) -> list[dict]:
+    """Counts rows for every metric of the catalog, consistent enough for the tests."""
+    rng = np.random.default_rng(abs(hash((exp, variant))) % 2**32)
+    y = rng.exponential(revenue_mean, int(n)) if n else np.zeros(0)
+    v = rng.poisson(views, int(n)).astype(float) + 1 if n else np.zeros(0)
+    c = rng.binomial(v.astype(int), 0.3).astype(float) if n else np.zeros(0)
+    base = {"experiment_id": exp, "variant": variant, "count": n}
+    rows = []
+    for metric in raw_registry()["metrics"]:
+        kind = raw_registry()["metrics"][metric]["kind"]
+        if kind == "proportion":
+            rows.append({**base, "metric": metric, "main_sum": conversions, "main_sum_squares": conversions})
+        elif kind == "continuous":
+            rows.append({**base, "metric": metric, "main_sum": y.sum(), "main_sum_squares": (y * y).sum()})
+        else:
+            rows.append({**base, "metric": metric, "main_sum": c.sum(), "main_sum_squares": (c * c).sum(),
+                         "denominator_sum": v.sum(), "denominator_sum_squares": (v * v).sum(),
+                         "main_denominator_sum_product": (c * v).sum()})
+    return rows
+
+
+def report_for(raw: dict, rows: list[dict], day: dt.date = DAY) -> dict:
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=COLUMNS)  # no exposures: no rows at all
+    report = analysis.build_report(frame, registry.parse(raw), day)
+    Draft202012Validator(SCHEMA).validate(report)
+    json.dumps(report, allow_nan=False)  # strict JSON: no NaN anywhere
+    return report
+
+
+def comparisons(entry: dict) -> list[dict]:
+    return [c for m in entry.get("metrics", []) for c in m["comparisons"]]
+
+
+def assert_no_meaningless_pvalues(entry: dict) -> None:
+    for c in comparisons(entry):
+        if c["status"] == "not_computable":
+            assert c["p_value"] is None and c["p_value_adjusted"] is None and c["reason"]
+            assert c["sequential"]["p_value"] is None and c["cuped"]["p_value"] is None
+
+
+def test_shipped_registry_is_valid():
+    reg = registry.load()
+    assert [e.id for e in reg.experiments if not e.valid] == []
+    assert {e.primary.metric.kind for e in reg.experiments} == {"proportion"}
+
+
+def test_a_broken_registry_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("experiments: [\n")
+    with pytest.raises(registry.RegistryError, match="cannot read experiment registry"):
+        registry.load(bad)
+    with pytest.raises(registry.RegistryError, match="kind must be one of"):
+        registry.parse({"metrics": {"m": {"kind": "median"}}, "experiments": []})
+    with pytest.raises(registry.RegistryError, match="unknown experiment id"):
+        registry.parse(raw_registry()).select(["exp_nope"])
+
+
+@pytest.mark.parametrize(("overrides", "error"), [
+    ({"variants": {"control": 0.5, "treatment": 0.6}}, "invalid split: variant shares sum to 1.1"),
+    ({"variants": {"control": 1.0}}, "at least two variant names"),
+    ({"variants": {"control": 0.5, "treatment": -0.5}}, "must be positive"),
+    ({"control": "baseline"}, "control 'baseline' is not one of the variants"),
+    ({"primary_metric": {"metric": "nope", "direction": "increase"}}, "not in the metric catalog"),
+    ({"primary_metric": {"metric": "purchase_conversion", "direction": "up"}}, "direction must be one of"),
+    ({"end_date": "2026-11-01"}, "is before start_date"),
+    ({"alpha": 1.5}, "alpha must be a number in (0, 1)"),
+    ({"mde": 0}, "mde"),
+])
+def test_an_invalid_entry_is_reported_without_stopping_the_others(overrides, error):
+    raw = one_experiment(**overrides)
+    good = copy.deepcopy(raw_registry()["experiments"][1])
+    raw["experiments"].append(good)
+    rows = arm_rows(good["id"], "control", 4000, 400) + arm_rows(good["id"], "treatment", 4000, 420)
+    report = report_for(raw, rows)
+    bad, fine = report["experiments"]
+    assert bad["status"] == "invalid_registry_entry" and bad["verdict"]["decision"] == "invalid"
+    assert any(error in e for e in bad["errors"]), bad["errors"]
+    assert "metrics" not in bad
+    assert fine["status"] == "running" and comparisons(fine)[0]["p_value"] is not None
+
+
+def test_a_clear_winner_is_launched_and_an_srm_overrides_everything():
+    raw = one_experiment(start_date="2026-11-01")
+    exp = raw["experiments"][0]["id"]
+    rows = arm_rows(exp, "control", 20000, 2000) + arm_rows(exp, "treatment", 20000, 2400)
+    entry = report_for(raw, rows)["experiments"][0]
+    assert entry["srm"]["status"] == "ok"
+    assert entry["verdict"]["decision"] in ("launch", "guardrail_breached"), entry["verdict"]
+    primary = entry["metrics"][0]["comparisons"][0]
+    assert primary["relative_lift"] == pytest.approx(0.2)
+    assert primary["p_value"] < 1e-6 and primary["sequential"]["p_value"] < 0.05
+
+    skewed = arm_rows(exp, "control", 20000, 2000) + arm_rows(exp, "treatment", 18500, 2220)
+    entry = report_for(raw, skewed)["experiments"][0]
+    assert entry["srm"]["status"] == "flagged" and entry["srm"]["p_value"] < 0.001
+    assert entry["verdict"]["decision"] == "do_not_trust"
+    assert entry["verdict"]["text"].startswith("Do not read these results: sample ratio mismatch")
+
+
+def test_no_exposures():
+    entry = report_for(one_experiment(), [])["experiments"][0]
+    assert entry["srm"]["status"] == "not_computable" and entry["srm"]["p_value"] is None
+    assert "no exposures logged for the registered variants" in entry["warnings"]
+    assert entry["verdict"]["decision"] == "not_computable"
+    assert entry["bayesian"]["status"] == "not_computable"
+    assert all(c["reason"] == "no users in arm control" for c in comparisons(entry))
+    assert_no_meaningless_pvalues(entry)
+
+
+def test_a_single_observed_variant():
+    raw = one_experiment()
+    rows = arm_rows(raw["experiments"][0]["id"], "control", 3000, 300)
+    entry = report_for(raw, rows)["experiments"][0]
+    assert "variant treatment has no users: only one side of the test is observed" in entry["warnings"]
+    assert entry["srm"]["status"] == "flagged"  # a broken allocator: all users in one arm
+    assert {c["reason"] for c in comparisons(entry)} == {"no users in arm treatment"}
+    assert_no_meaningless_pvalues(entry)
+
+
+def test_a_variant_not_in_the_registry_is_excluded_with_a_warning():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    rows = (arm_rows(exp, "control", 3000, 300) + arm_rows(exp, "treatment", 3000, 330)
+            + arm_rows(exp, "treatment_v2", 700, 90))
+    entry = report_for(raw, rows)["experiments"][0]
+    assert entry["exposure"]["unregistered_variant_users"] == {"treatment_v2": 700.0}
+    assert any("variant 'treatment_v2' is not in the registry" in w for w in entry["warnings"])
+    assert {c["variant"] for c in comparisons(entry)} == {"treatment"}
+    assert entry["srm"]["observed"] == {"control": 3000.0, "treatment": 3000.0}
+
+
+@pytest.mark.parametrize(("control", "treatment", "expected"), [
+    (0, 0, "arm control has 0 of 3000 users converting"),
+    (3000, 3000, "arm control has 3000 of 3000 users converting"),
+    (0, 40, "arm control has 0 of 3000 users converting"),
+    (300, 3000, "arm treatment has 3000 of 3000 users converting"),
+])
+def test_zero_or_all_conversions(control, treatment, expected):
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 3000, control) + arm_rows(exp, "treatment", 3000, treatment))
+    entry = entry["experiments"][0]
+    primary = entry["metrics"][0]["comparisons"][0]
+    assert primary["status"] == "not_computable" and primary["reason"].startswith(expected)
+    assert primary["p_value"] is None and primary["sequential"]["p_value"] is None
+    assert_no_meaningless_pvalues(entry)
+
+
+def test_zero_conversions_in_both_arms_leaves_the_relative_lift_undefined_too():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 3000, 0) + arm_rows(exp, "treatment", 3000, 0))
+    primary = entry["experiments"][0]["metrics"][0]["comparisons"][0]
+    assert primary["relative_lift"] is None and primary["relative_ci"] is None
+    assert entry["experiments"][0]["power"]["arms"][0]["status"] == "not_computable"
+
+
+def test_tiny_samples_get_no_pvalue():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 12, 3) + arm_rows(exp, "treatment", 11, 6))["experiments"][0]
+    assert all(c["status"] == "not_computable" for c in comparisons(entry))
+    assert comparisons(entry)[0]["reason"].startswith("only 12 users in arm control (min_users_per_arm = 100)")
+    assert entry["srm"]["status"] == "ok"  # 23 users still allow the chi-square test
+    assert_no_meaningless_pvalues(entry)
+
+
+def test_zero_variance_continuous_metric_is_not_computable():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    rows = arm_rows(exp, "control", 3000, 300) + arm_rows(exp, "treatment", 3000, 310)
+    for row in rows:
+        if row["metric"] == "revenue_per_user":
+            row["main_sum"], row["main_sum_squares"] = 3000.0 * 2, 3000.0 * 4  # everybody spent exactly 2
+    entry = report_for(raw, rows)["experiments"][0]
+    revenue = next(m for m in entry["metrics"] if m["metric"] == "revenue_per_user")["comparisons"][0]
+    assert revenue["status"] == "not_computable" and revenue["reason"].startswith("zero variance in both arms")
+    assert revenue["p_value"] is None
+
+
+def test_an_ended_experiment_is_final_and_says_so():
+    raw = one_experiment(start_date="2026-10-01", end_date="2026-10-31")
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 3000, 300) + arm_rows(exp, "treatment", 3000, 300))
+    entry = entry["experiments"][0]
+    assert entry["status"] == "ended" and entry["window"]["analysed_to"] == "2026-10-31"
+    assert "ended on 2026-10-31: events after that date are not analysed" in entry["warnings"]
+    assert entry["verdict"]["text"].startswith("Ended 2026-10-31: final result.")
+    assert entry["verdict"]["decision"] in ("stop_no_effect", "launch", "stop_harm")
+
+
+def test_not_started_and_early_experiments():
+    raw = one_experiment(start_date="2026-12-01")
+    entry = report_for(raw, [])["experiments"][0]
+    assert entry["status"] == "not_started" and entry["verdict"]["decision"] == "not_started"
+    raw = one_experiment(start_date="2026-11-18")
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 3000, 300) + arm_rows(exp, "treatment", 3000, 330))
+    entry = entry["experiments"][0]
+    assert entry["window"] == {"analysed_from": "2026-11-18", "analysed_to": "2026-11-20", "days_running": 3,
+                               "early": True}
+    assert entry["verdict"]["text"].startswith("Early (day 3 of at least 7)")
+    assert entry["verdict"]["decision"] != "launch"
+
+
+def test_multi_variant_users_and_collisions_are_reported():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    diag = pd.DataFrame([{"experiment_id": exp, "kind": "multi_variant_users", "other": None, "users": 17.0},
+                         {"experiment_id": exp, "kind": "collision", "other": "exp_b", "users": 420.0}])
+    rows = arm_rows(exp, "control", 3000, 300) + arm_rows(exp, "treatment", 3000, 330)
+    report = analysis.build_report(pd.DataFrame(rows), registry.parse(raw), DAY, diagnostics=diag)
+    entry = report["experiments"][0]
+    assert entry["exposure"]["multi_variant_users_excluded"] == 17.0
+    assert "17 users were seen in more than one variant and are excluded" in entry["warnings"]
+    assert entry["collisions"] == [{"experiment_id": "exp_b", "users": 420.0}]
+
+
+def test_holm_adjusts_across_arms_and_metrics_of_one_experiment():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 5000, 500) + arm_rows(exp, "treatment", 5000, 560))
+    tested = [c for m in entry["experiments"][0]["metrics"] if m["role"] != "guardrail" for c in m["comparisons"]]
+    assert len(tested) == 3
+    assert all(c["p_value_adjusted"] >= c["p_value"] for c in tested)
+    assert min(c["p_value_adjusted"] for c in tested) == pytest.approx(3 * min(c["p_value"] for c in tested))
+
+
+def test_cli_turns_a_counts_csv_into_report_json(tmp_path, capsys):
+    exp = "exp_checkout_button"
+    rows = arm_rows(exp, "control", 20000, 2000) + arm_rows(exp, "treatment", 20000, 2400)
+    pd.DataFrame(rows).to_csv(tmp_path / "counts.csv", index=False)
+    out, html = tmp_path / "report.json", tmp_path / "report.html"
+    assert cli.main([str(tmp_path / "counts.csv"), "--date", "2026-11-20", "--experiments", exp,
+                     "--out", str(out), "--html", str(html)]) == 0
+    report = json.loads(out.read_text())
+    Draft202012Validator(SCHEMA).validate(report)
+    assert [e["id"] for e in report["experiments"]] == [exp]
+    assert "exp_checkout_button:" in capsys.readouterr().out
+    assert "<svg" in html.read_text() and "Verdicts" in html.read_text()
+    pd.DataFrame(rows).drop(columns="main_sum").to_csv(tmp_path / "bad.csv", index=False)
+    assert cli.main([str(tmp_path / "bad.csv"), "--date", "2026-11-20", "--out", str(out)]) == 1
+    assert "counts are missing column(s) ['main_sum']" in capsys.readouterr().err
