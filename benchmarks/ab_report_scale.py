@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
