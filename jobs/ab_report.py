@@ -181,8 +181,11 @@ def aggregate(events: DataFrame, reg: Registry, experiments: list[Experiment], d
     windows = experiment_windows(events.sparkSession, running, day)
     selected = [e.id for e in experiments]
     events = events.select("user_id", "event_ts", "event_type", "revenue", "experiments").persist(
-        StorageLevel.MEMORY_AND_DISK)  # the one scan of the source; both sides of the join reuse it
+        StorageLevel.MEMORY_AND_DISK)
     try:
+        # The one scan of the source, done before the joins: stages submitted together would
+        # otherwise each compute the not-yet-cached partitions.
+        events.count()
         everyone = assignments(events, windows).persist(StorageLevel.MEMORY_AND_DISK)
         assigned = everyone.where(F.col("experiment_id").isin(selected))
         buckets = user_buckets(events, assigned, reg, reg.settings.cuped_lookback_days).persist(

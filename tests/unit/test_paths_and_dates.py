@@ -49,3 +49,13 @@ def test_run_date_param_wins_and_is_validated():
 def test_row_count_bounds_follow_history_median():
     assert row_count_bounds([], 0.5, 2.0) == (1, None)
     assert row_count_bounds([100, 120, 80], 0.5, 2.0) == (50, 201)
+
+
+def test_date_range_for_backfills():
+    from jobs.common.paths import date_range
+
+    assert date_range(dt.date(2026, 11, 19)) == [dt.date(2026, 11, 19)]
+    assert date_range(dt.date(2026, 11, 19), dt.date(2026, 11, 21)) == [
+        dt.date(2026, 11, 19), dt.date(2026, 11, 20), dt.date(2026, 11, 21)]
+    with pytest.raises(ValueError, match="end date 2026-11-18 is before start date 2026-11-19"):
+        date_range(dt.date(2026, 11, 19), dt.date(2026, 11, 18))
