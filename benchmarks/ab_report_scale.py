@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import ab_report
-from jobs.ab import analysis, registry, stats
+from jobs.ab import analysis, outputs, registry, render, stats
 
 DAY = dt.date(2026, 11, 20)
 START = DAY - dt.timedelta(days=3)
@@ -147,6 +147,9 @@ def main() -> None:
     t2 = time.perf_counter()
     report = analysis.build_report(counts, reg, DAY, diagnostics=diag)
     statistics = time.perf_counter() - t2
+    t_html = time.perf_counter()
+    html = render.report_html(report, outputs.history_rows(report))
+    rendering = time.perf_counter() - t_html
     comps = analysis.compare(analysis.normalise(counts), reg.experiments, reg.settings)
     t3 = time.perf_counter()
     analysis.compare(analysis.normalise(counts), reg.experiments, reg.settings)
@@ -157,6 +160,7 @@ def main() -> None:
         decisions[e["verdict"]["decision"]] = decisions.get(e["verdict"]["decision"], 0) + 1
     print(f"statistics (whole report, {len(comps):,} comparisons, Bayesian/bandit, novelty, power): "
           f"{statistics:.2f}s (goal < 2 s); verdicts {decisions}")
+    print(f"report.html: {rendering:.1f}s for {len(report['experiments'])} experiments ({len(html) / 1e6:.1f} MB)")
     n_loop = int((comps["kind"] != "ratio").sum())
     print(f"frequentist tests vectorised: {vectorised:.3f}s for {len(comps):,}; statsmodels/scipy one at a time: "
           f"{loop:.3f}s for {n_loop:,} -> ratio {loop / n_loop / (vectorised / len(comps)):.0f}x per comparison")

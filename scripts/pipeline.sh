@@ -61,10 +61,10 @@ demo() {
   setup
   airflow_db
   local first before
-  first=$(date -d "$DEMO_DATE -6 day" +%F)
+  first=$(date -d "$DEMO_DATE -8 day" +%F)  # two days before the experiments start: CUPED's pre-period
   before=$(date -d "$DEMO_DATE -1 day" +%F)
   echo "== generating a week of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw"
-  python -m jobs.demo_generator --start-date "$first" --days 7 --users 8000 --events-per-day 30000
+  python -m jobs.demo_generator --start-date "$first" --days 9 --users 12000 --events-per-day 30000
   echo "== backfilling bronze for $first .. $before and A/B history for the two nights before (spark-submit)"
   spark_submit jobs/clickstream_bronze.py --date "$first" --end-date "$before" > "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   spark_submit jobs/ab_report.py --date "$(date -d "$DEMO_DATE -2 day" +%F)" --end-date "$before" \

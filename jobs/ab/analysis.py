@@ -427,8 +427,13 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
     needed = [p.get("days_needed") for p in power.values() if p.get("status") == "ok"]
     more = f"~{max(n for n in needed if n is not None)} more day(s) at current traffic" if any(
         n is not None for n in needed) else "more data"
+    lead = min(comps, key=lambda c: c["sequential"]["p_value"] if c["sequential"]["p_value"] is not None else 1.0)
+    seq_p = lead["sequential"]["p_value"]
+    seen = (f" ({lead['variant']} {_pct(lead['relative_lift'])}; always-valid p = "
+            f"{'n/a' if seq_p is None else f'{seq_p:.3g}'}, fixed-horizon adjusted p = {lead['p_value_adjusted']:.3g}, "
+            "which is not valid to act on before the planned sample size)")
     return {"decision": "keep_running", "text": prefix + f"Keep running: no significant effect on "
-            f"{primary['metric']} yet; {more} to reach {exp.power:.0%} power for {_pct(exp.mde)}."}
+            f"{primary['metric']} yet{seen}; {more} to reach {exp.power:.0%} power for {_pct(exp.mde)}."}
 
 
 def _base_entry(exp: Experiment, day: dt.date) -> dict[str, Any]:

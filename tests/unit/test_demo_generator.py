@@ -82,7 +82,7 @@ def test_planted_srm_shows_in_logged_exposures(population):
             counts[(e["experiment_id"], e["variant"])] += 1
     srm = counts[("exp_ranking_srm", "treatment")] / counts[("exp_ranking_srm", "control")]
     aa = counts[("exp_homepage_aa", "treatment")] / counts[("exp_homepage_aa", "control")]
-    assert srm < 0.95  # 10% of treatment exposures are never logged
+    assert srm < 0.95  # 15% of treatment exposures are never logged
     assert 0.9 < aa < 1.1
 
 
