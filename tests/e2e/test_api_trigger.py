@@ -82,7 +82,10 @@ def test_trigger_with_params_through_the_api(airflow_services):
     tasks = call(base, "GET", f"/dags/nightly/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
     states = {t["task_id"]: t["state"] for t in tasks}
     assert state == "success", (states, (home / "scheduler.log").read_text()[-3000:])
+    # no reports bucket is configured here: publishing is skipped, the report stays in the lake
     assert states == {"resolve_run_date": "success", "drain_clickstream": "skipped",
-                      "clickstream_bronze": "success", "summarise_outputs": "success"}
+                      "clickstream_bronze": "success", "summarise_outputs": "success",
+                      "ab_report": "success", "publish_ab_report": "skipped"}
+    assert (home / "lake" / "reports" / "ab" / "dt=2026-11-20" / "report.json").exists()
     manifest = json.loads((home / "lake" / "bronze" / "clickstream" / "dt=2026-11-20" / "_manifest.json").read_text())
     assert manifest["status"] == "published" and manifest["counts"]["bronze"] > 1_000
