@@ -140,9 +140,6 @@ class Registry:
                     seen.setdefault(measure.key, measure)
         return list(seen.values())
 
-    def valid_experiments(self, only: list[str] | None = None) -> list[Experiment]:
-        return [e for e in self.experiments if e.valid and (not only or e.id in only)]
-
     def select(self, only: list[str] | None) -> list[Experiment]:
         """The experiments a run reports on (all, or the ids asked for; unknown ids are an error)."""
         if not only:

@@ -18,8 +18,6 @@ from scipy import stats as sps
 
 ArrayLike = np.ndarray | float
 
-ALTERNATIVES = ("two-sided", "larger", "smaller")
-
 
 def _div(num: ArrayLike, den: ArrayLike) -> np.ndarray:
     """num / den with NaN (not inf, not a warning) where den is 0 or NaN."""
