@@ -63,7 +63,7 @@ demo() {
   local first before
   first=$(date -d "$DEMO_DATE -8 day" +%F)  # two days before the experiments start: CUPED's pre-period
   before=$(date -d "$DEMO_DATE -1 day" +%F)
-  echo "== generating a week of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw"
+  echo "== generating nine days of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw"
   python -m jobs.demo_generator --start-date "$first" --days 9 --users 12000 --events-per-day 30000
   echo "== backfilling bronze for $first .. $before and A/B history for the two nights before (spark-submit)"
   spark_submit jobs/clickstream_bronze.py --date "$first" --end-date "$before" > "$AIRFLOW_HOME/demo-backfill.log" 2>&1
