@@ -396,8 +396,9 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
         f"Early (day {window['days_running']} of at least {exp.min_days}). " if window["early"] else "")
     direction = primary["direction"]
     winners = [c for c in comps if _significant(c, basis, exp.alpha) and _good_side(c, direction)]
-    losers = [c for c in comps if _harmful(c, direction)
-              or (direction == "any" and _significant(c, basis, exp.alpha) and not _good_side(c, direction))]
+    # harm stops a test at any time: the always-valid test may be read daily, also for bad news
+    losers = [c for c in comps if (horizon and _harmful(c, direction))
+              or (_significant(c, basis, exp.alpha) and not _good_side(c, direction))]
     breached = [g for g in entry["metrics"] if g["role"] == "guardrail" for c in g["comparisons"]
                 if c.get("guardrail_breached")]
 
@@ -418,9 +419,9 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
     if winners:
         return {"decision": "keep_running", "text": prefix + f"Promising: {describe(winners[0])}. Keep running to "
                 f"the minimum of {exp.min_days} days before deciding."}
-    if losers and horizon:
-        return {"decision": "stop_harm", "text": prefix + f"Stop: {losers[0]['variant']} makes {primary['metric']} "
-                f"worse ({_pct(losers[0]['relative_lift'])})."}
+    if losers:
+        return {"decision": "stop_harm", "text": prefix + f"Stop: {describe(losers[0])}: {losers[0]['variant']} "
+                f"makes {primary['metric']} worse."}
     if horizon:
         return {"decision": "stop_no_effect", "text": prefix + f"No detectable effect on {primary['metric']} at the "
                 f"planned sample size ({exp.power:.0%} power for {_pct(exp.mde)}): keep {exp.control}."}

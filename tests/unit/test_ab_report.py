@@ -139,6 +139,18 @@ def test_a_clear_winner_is_launched_and_an_srm_overrides_everything():
     assert entry["verdict"]["text"].startswith("Do not read these results: sample ratio mismatch")
 
 
+def test_a_harmful_variant_is_stopped_before_the_planned_sample_size():
+    raw = one_experiment(start_date="2026-11-01")
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 5000, 1000) + arm_rows(exp, "treatment", 5000, 700))
+    entry = entry["experiments"][0]
+    assert entry["power"]["arms"][0]["reached"] is False  # the always-valid test decides
+    primary = entry["metrics"][0]["comparisons"][0]
+    assert primary["sequential"]["p_value"] < 0.05 and primary["relative_lift"] == pytest.approx(-0.3)
+    assert entry["verdict"]["decision"] == "stop_harm"
+    assert "always-valid sequential test" in entry["verdict"]["text"]
+
+
 def test_no_exposures():
     entry = report_for(one_experiment(), [])["experiments"][0]
     assert entry["srm"]["status"] == "not_computable" and entry["srm"]["p_value"] is None
