@@ -35,7 +35,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.ab import analysis, outputs, registry
-from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS
+from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, empty_diagnostics
 from jobs.ab.registry import Experiment, Metric, Registry
 from jobs.common import config, exit_codes
 from jobs.common.paths import Lake, date_arg, date_range
@@ -220,7 +220,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, reg: Registry, only: list
     running = [e for e in reg.experiments if e.valid and e.status_on(day) != "not_started"]
     wanted = {e.id for e in reg.select(only)}
     active = [e for e in running if e.id in wanted]
-    counts, diag, missing = pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=DIAGNOSTIC_COLUMNS), []
+    counts, diag, missing = pd.DataFrame(columns=COLUMNS), empty_diagnostics(), []
     if active:
         first = min(e.start_date for e in running) - dt.timedelta(days=reg.settings.cuped_lookback_days)
         last = max(e.analysis_end(day) for e in running)

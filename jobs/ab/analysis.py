@@ -33,11 +33,11 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _pct(value: float | None, signed: bool = True) -> str:
-    return "n/a" if value is None else f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%"
 
 
-def _plan(experiments: list[Experiment], settings: Settings) -> pd.DataFrame:
+def _plan(experiments: list[Experiment]) -> pd.DataFrame:
     rows = [
         {"experiment_id": e.id, "metric": use.metric.name, "role": use.role, "kind": use.metric.kind,
          "direction": use.direction, "alternative": use.alternative, "alpha": e.alpha, "power": e.power,
@@ -103,7 +103,7 @@ def compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Setti
 
 def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Settings) -> pd.DataFrame:
     totals = counts[counts["day"].isna()].drop(columns="day")
-    plan = _plan(experiments, settings)
+    plan = _plan(experiments)
     sums = [c for c in totals.columns if c not in ("experiment_id", "variant", "metric")]
     frame = (plan
              .merge(totals.rename(columns={c: f"{c}_c" for c in sums} | {"variant": "control"}),
@@ -260,8 +260,7 @@ def novelty(exp: Experiment, days: dict[int, dict[str, dict[str, Any]]], setting
             t = by_variant[variant]
             ca, ta = _arm(use.metric.kind, c), _arm(use.metric.kind, t)
             lifted = stats.lift(ca, ta, exp.alpha, "two-sided")
-            half = (lifted.relative_ci[1] - lifted.relative_ci[0]) / 2
-            var = float((half / stats.critical_value(exp.alpha, "two-sided")) ** 2)
+            var = float(lifted.relative_se**2)
             enough = min(c["count"], t["count"]) >= settings.min_users_per_arm
             if enough and np.isfinite(lifted.relative) and np.isfinite(var) and var > 0:
                 points.append({"day": int(k), "variant": variant, "relative_lift": float(lifted.relative),

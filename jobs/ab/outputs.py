@@ -64,7 +64,7 @@ def read_history(lake: Lake) -> pd.DataFrame:
     files = [f for f in files if "/_" not in f.split("/gold/ab/history", 1)[-1]]
     if not files:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
-    return pd.concat([pd.read_parquet(io.BytesIO(storage.read_bytes(f))) for f in files], ignore_index=True)
+    return pd.concat([_read_parquet(f, HISTORY_COLUMNS) for f in files], ignore_index=True)
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

@@ -17,9 +17,18 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jobs.common import config
 
 
-def _svg(fig: Any) -> str:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (imported late: it is slow to load)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _svg(fig: Any) -> str:
+    plt = _pyplot()
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -33,11 +42,7 @@ def lift_plot(history: pd.DataFrame, experiment_id: str) -> str | None:
     rows = rows.dropna(subset=["relative_lift"]).sort_values("report_date")
     if rows.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 2.6))
     for variant, group in rows.groupby("variant"):
         dates = pd.to_datetime(group["report_date"])
@@ -55,10 +60,7 @@ def posterior_plot(bayes: dict[str, Any]) -> str | None:
     """Posterior densities of each arm's primary metric (normal curves from the 95% credible intervals)."""
     if bayes.get("status") != "ok":
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from scipy import stats as sps
 
     arms = [(a["variant"], a["posterior_mean"], (a["credible_interval_95"][1] - a["credible_interval_95"][0]) / 3.92)

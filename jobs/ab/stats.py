@@ -134,6 +134,7 @@ class Lift:
     absolute_ci: tuple[np.ndarray, np.ndarray]
     relative: np.ndarray
     relative_ci: tuple[np.ndarray, np.ndarray]
+    relative_se: np.ndarray
 
 
 def lift(control: Arm, treatment: Arm, alpha: ArrayLike, alternative: np.ndarray | str,
@@ -151,7 +152,7 @@ def lift(control: Arm, treatment: Arm, alpha: ArrayLike, alternative: np.ndarray
     rel = _div(treatment.mean, control.mean) - 1
     rel_se = np.sqrt(_div(treatment.var_of_mean, control.mean**2)
                      + _div(treatment.mean**2 * control.var_of_mean, control.mean**4))
-    return Lift(diff, (diff - q * se, diff + q * se), rel, (rel - q * rel_se, rel + q * rel_se))
+    return Lift(diff, (diff - q * se, diff + q * se), rel, (rel - q * rel_se, rel + q * rel_se), rel_se)
 
 
 @dataclass(frozen=True)
