@@ -39,7 +39,7 @@ from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, empty_diagnostics
 from jobs.ab.registry import Experiment, Metric, Registry
 from jobs.common import config, exit_codes
 from jobs.common.paths import Lake, date_arg, date_range
-from jobs.common.spark import LakeFS, get_spark
+from jobs.common.spark import LakeFS, get_spark, read_clickstream
 
 log = logging.getLogger("ab_report")
 DAY_SECONDS = 86400
@@ -201,18 +201,6 @@ def aggregate(events: DataFrame, reg: Registry, experiments: list[Experiment], d
     return counts_pd, diag_pd
 
 
-def read_events(spark: SparkSession, lake: Lake, first: dt.date, last: dt.date) -> tuple[DataFrame, list[str]]:
-    """The validated clickstream for [first, last] (partition pruning on dt) and the missing days."""
-    table = lake.table("bronze", "clickstream")
-    present = {d.rsplit("dt=", 1)[-1] for d in LakeFS(spark).list_dirs(table) if "dt=" in d.rsplit("/", 1)[-1]}
-    wanted = [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    missing = [d for d in wanted if d not in present]
-    if not present & set(wanted):
-        raise FileNotFoundError(f"no bronze clickstream partitions between {first} and {last} under {table}")
-    events = (spark.read.option("basePath", table).parquet(*[f"{table}/dt={d}" for d in wanted if d in present]))
-    return events, missing
-
-
 # ---------------------------------------------------------------- the job
 
 def run(spark: SparkSession, lake: Lake, day: dt.date, reg: Registry, only: list[str] | None = None) -> dict[str, Any]:
@@ -224,7 +212,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, reg: Registry, only: list
     if active:
         first = min(e.start_date for e in running) - dt.timedelta(days=reg.settings.cuped_lookback_days)
         last = max(e.analysis_end(day) for e in running)
-        events, missing = read_events(spark, lake, first, last)
+        events, missing = read_clickstream(spark, lake, first, last)
         counts, diag = aggregate(events, reg, active, day, running)
     aggregated = time.time()
     history = outputs.read_history(lake)

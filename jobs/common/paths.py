@@ -78,6 +78,20 @@ class Lake:
     def data_docs(self) -> str:
         return f"{self.root}/data_docs"
 
+    # models/<name>/: versioned model artefacts and the champion pointer
+    def model_version(self, name: str, version: str) -> str:
+        return f"{self.table('models', name)}/versions/{version}"
+
+    def model_staging(self, name: str, version: str, run_id: str) -> str:
+        return f"{self.table('models', name)}/_staging/{version}/run_id={run_id}"
+
+    def champion(self, name: str) -> str:
+        return f"{self.table('models', name)}/champion.json"
+
+    def checkpoints(self, job: str, run_id: str) -> str:
+        """Scratch space for Spark checkpoints, deleted when the run ends."""
+        return f"{self.root}/_checkpoints/{job}/{run_id}"
+
     @staticmethod
     def manifest(partition_dir: str) -> str:
         return f"{partition_dir}/{MANIFEST_FILE}"

@@ -6,14 +6,16 @@ code handles `file://` and `s3a://`. Only driver-side metadata work happens here
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from jobs.common import config
+from jobs.common.paths import Lake
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +130,15 @@ class LakeFS:
         self.delete(backup)
         self.prune_staging(staging)
         log.info("published %s", final)
+
+
+def read_clickstream(spark: SparkSession, lake: Lake, first: dt.date, last: dt.date) -> tuple[DataFrame, list[str]]:
+    """The validated clickstream for [first, last] (partition pruning on dt) and the missing days."""
+    table = lake.table("bronze", "clickstream")
+    present = {d.rsplit("dt=", 1)[-1] for d in LakeFS(spark).list_dirs(table) if "dt=" in d.rsplit("/", 1)[-1]}
+    wanted = [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    missing = [d for d in wanted if d not in present]
+    if not present & set(wanted):
+        raise FileNotFoundError(f"no bronze clickstream partitions between {first} and {last} under {table}")
+    events = (spark.read.option("basePath", table).parquet(*[f"{table}/dt={d}" for d in wanted if d in present]))
+    return events, missing
