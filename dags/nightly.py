@@ -12,6 +12,12 @@ and the partition is not published; the task log names the failed expectations a
 `full_refresh` rebuilds even when the published partition already has the same raw inputs;
 `experiments` (list of ids) recomputes only those experiments' reports for the date, keeping the
 others. Experiments are registered in `include/experiments.yaml`.
+
+ALS embeddings (`als_due` -> `als_train` -> `summarise_als`) train on the cadence in
+`include/als.yaml` (weekly, or when enough new events arrived); `als_force_retrain` trains
+tonight, `als_params` overrides hyperparameters (e.g. `{"rank": 64, "reg_param": 0.05}`) and
+`als_search` runs the small hyperparameter search. A new model serves only if it beats the
+champion and the popularity baseline on the holdout; `summarise_als` says which and why.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
 from pipeline_airflow.tasks import (
     AB_REPORTS,
+    ALS_MODELS,
     BRONZE_CLICKSTREAM,
     DAG_DEFAULTS,
     LAKE,
     RUN_DATE,
+    als_due,
     drain_clickstream,
     publish_ab_report,
     resolve_run_date,
     spark_job,
+    summarise_als,
     summarise_outputs,
 )
 
@@ -44,6 +53,13 @@ with DAG(
                               description="Rebuild even if the partition's raw inputs did not change"),
         "experiments": Param([], type="array", items={"type": "string"},
                              description="A/B report only for these experiment ids (default: all registered)"),
+        "als_force_retrain": Param(False, type="boolean",
+                                   description="Train ALS tonight whatever the cadence says"),
+        "als_params": Param({}, type="object",
+                            description='ALS hyperparameter overrides, e.g. {"rank": 64, "reg_param": 0.05, '
+                                        '"alpha": 10, "max_iter": 15}'),
+        "als_search": Param(False, type="boolean",
+                            description="Run the small ALS hyperparameter search (include/als.yaml)"),
     },
 ):
     run_date = resolve_run_date()
@@ -63,5 +79,15 @@ with DAG(
         outlets=[AB_REPORTS],
     )
 
+    als_train = spark_job(
+        "als_train",
+        ["--date", RUN_DATE, "--lake-root", LAKE.root, "--params", "{{ params.als_params | tojson }}",
+         "--search", "{{ params.als_search | lower }}"],
+        doc_md="ALS on the clickstream window, judged on the holdout against popularity and the champion; "
+               "a versioned model with embeddings and recommendations; the champion moves only on a win.",
+        outlets=[ALS_MODELS],
+    )
+
     run_date >> drain_clickstream() >> bronze >> summarise_outputs(run_date)
     bronze >> ab_report >> publish_ab_report(run_date)
+    bronze >> als_due(run_date) >> als_train >> summarise_als(run_date)

@@ -306,7 +306,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, se
     report: dict[str, Any] = {
         "run_date": day.isoformat(), "run_id": run_id, "job": JOB, "code_version": config.code_version(),
         "source": export or lake.table("bronze", "clickstream"), "missing_days": missing,
-        "data_window": window.as_dict(), "counts": prep.counts, "quarantine": write_quarantine(lake, day, prep, run_id),
+        "data_window": window.as_dict(), "params": dataclasses.asdict(settings.params), "search": search,
+        "counts": prep.counts, "quarantine": write_quarantine(lake, day, prep, run_id),
     }
     reason = too_little(prep.counts, settings)
     current = registry.champion(lake)
@@ -364,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake-root", default=config.lake_root(), help="lake root URI (default: %(default)s)")
     parser.add_argument("--settings", default=None, help="ALS settings YAML (default: include/als.yaml)")
     parser.add_argument("--params", default="", help='hyperparameter overrides as JSON, e.g. \'{"rank": 64}\'')
-    parser.add_argument("--search", action="store_true", help="small hyperparameter search over the settings grid")
+    parser.add_argument("--search", nargs="?", const="true", default="false", choices=["true", "false"],
+                        help="small hyperparameter search over the settings grid (`--search` = `--search true`)")
     parser.add_argument("--interactions", help="train on an export (Parquet, or CSV with a header) instead of "
                                                "the clickstream: user_id, item_id, weight, event_ts")
     args = parser.parse_args(argv)
@@ -380,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.FAILED
     spark = get_spark(f"{JOB}:{args.date}")
     try:
-        report = run(spark, Lake(args.lake_root), args.date, settings, args.search, args.interactions)
+        report = run(spark, Lake(args.lake_root), args.date, settings, args.search == "true", args.interactions)
     except (FileNotFoundError, ValueError, ArithmeticError) as exc:
         print(f"{JOB} failed: {exc}", file=sys.stderr)
         return exit_codes.FAILED

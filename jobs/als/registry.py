@@ -73,15 +73,15 @@ def decide(candidate: dict[str, Any] | None, baseline: dict[str, Any] | None,
         why = (candidate or {}).get("not_computable", "no evaluation")
         return Decision(False, f"not promoted: the model could not be evaluated ({why})")
     value = candidate[name]
+    if current is not None and current.get("not_comparable"):
+        return Decision(False, f"not promoted: the champion {current['version']} cannot be judged on this "
+                               f"holdout ({current['not_comparable']})")
     if baseline is None or baseline.get(name) is None or value <= baseline[name]:
         base = "n/a" if baseline is None or baseline.get(name) is None else f"{baseline[name]:.4f}"
         return Decision(False, f"not promoted: {label} {value:.4f} does not beat the popularity baseline ({base})")
     if current is not None and current.get("version") == version:
         return Decision(True, f"rerun of the champion version: {label} {value:.4f} "
                               f"(popularity {baseline[name]:.4f}); pointer refreshed")
-    if current is not None and current.get("not_comparable"):
-        return Decision(False, f"not promoted: the champion {current['version']} cannot be judged on this "
-                               f"holdout ({current['not_comparable']})")
     if current is not None and value <= current[name] + settings.min_improvement:
         return Decision(False, f"not promoted: {label} {value:.4f} does not beat the champion "
                                f"{current['version']} ({current[name]:.4f}) by more than {settings.min_improvement}")

@@ -17,8 +17,9 @@ OUTPUT_SCHEMA = "query int, rank int, item int, score float"
 
 def top_k(queries: np.ndarray, items: np.ndarray, item_ids: np.ndarray, exclude: list[np.ndarray], k: int,
           block: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, scores), each `len(queries) x min(k, items)`, best first, ties by smaller item id.
+    """(ids, scores), each `len(queries) x min(k, items)`, best first, equal scores by item id.
 
+    Which of several items tied exactly at the K-th place is kept is unspecified (argpartition).
     `item_ids` must be sorted ascending. Excluded items never appear; a query with fewer than
     k allowed items gets -inf scores (and id -1) in its unused slots.
     """

@@ -38,6 +38,7 @@ TOPIC = config.pipeline_config()["clickstream"]["topic"]
 RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=LAKE.raw_topic(TOPIC))
 BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=LAKE.table("bronze", "clickstream"))
 AB_REPORTS = Asset(name="ab_reports", uri=LAKE.table("reports", "ab"))
+ALS_MODELS = Asset(name="als_models", uri=LAKE.table("models", "als"))
 #: Airflow connection for the reports bucket: login/password = access key/secret, extra
 #: {"bucket": ..., "prefix": ..., "endpoint_url": ..., "region_name": ...}.
 REPORTS_CONN_ID = "ab_reports_s3"
@@ -120,6 +121,36 @@ def publish_ab_report(day: str) -> dict[str, Any]:
         raise AirflowSkipException(f"no reports bucket configured: set the {REPORTS_CONN_ID} connection "
                                    "or PIPELINE_REPORTS_BUCKET; the report stays in the lake")
     return publish(LAKE, as_date(day), target)
+
+
+@task.short_circuit(doc_md="""
+Decide whether tonight trains ALS: the `als_force_retrain` param, no model yet, the last model
+older than `cadence.every_days`, or the validated clickstream since it grew by
+`cadence.min_new_events_ratio` of its data (`include/als.yaml`). Otherwise `als_train` and
+`summarise_als` are skipped, with the reason in this task's log.
+""")
+def als_due(day: str, **context: Any) -> bool:
+    from jobs.als import registry, settings
+    from jobs.common.paths import as_date
+
+    due, reason = registry.training_due(LAKE, as_date(day), settings.load(),
+                                        force=bool(context["params"].get("als_force_retrain")))
+    print(f"ALS training {'due' if due else 'not due'}: {reason}")
+    return due
+
+
+@task(doc_md="Log the night's ALS decision from `reports/als/dt=D/run.json`: trained or skipped, "
+      "promoted or not and why, the metrics against popularity and the champion.")
+def summarise_als(day: str) -> dict[str, Any]:
+    import json
+
+    from jobs.common import storage
+    from jobs.common.paths import as_date
+
+    report = json.loads(storage.read_bytes(f"{LAKE.partition('reports', 'als', as_date(day))}/run.json"))
+    print(f"ALS {report['status']}: {report['reason']}")
+    print(json.dumps({k: report.get(k) for k in ("version", "champion", "metrics", "counts")}, indent=2))
+    return {k: report.get(k) for k in ("status", "reason", "version", "champion", "promoted")}
 
 
 def spark_job(job: str, args: list[str], doc_md: str, **kwargs: Any) -> SparkSubmitOperator:

@@ -1,0 +1,83 @@
+"""include/als.yaml is validated on load: every problem listed, NaN and negative weights refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from jobs.als import settings as als_settings
+from jobs.als.model import search_space
+
+
+def raw() -> dict:
+    with open(als_settings.default_path(), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def test_shipped_settings_load():
+    loaded = als_settings.load()
+    assert loaded.params.rank >= 1 and loaded.primary_metric in als_settings.PRIMARY_METRICS
+    assert all(w > 0 for w in loaded.event_weights.values())
+
+
+@pytest.mark.parametrize("weight, message", [
+    (float("nan"), "finite number >= 0, got nan"), (-1.0, "finite number >= 0, got -1.0"),
+    (float("inf"), "finite number >= 0, got inf"), ("heavy", "finite number >= 0, got 'heavy'"),
+])
+def test_bad_event_weights_are_refused(weight, message):
+    config = raw()
+    config["interactions"]["event_weights"]["click"] = weight
+    with pytest.raises(als_settings.SettingsError, match="event_weights.click must be a " + message):
+        als_settings.parse(config)
+
+
+def test_every_problem_is_listed_at_once():
+    config = raw()
+    config["interactions"]["max_id"] = 2**31  # ALS ids are Java ints
+    config["interactions"]["holdout_days"] = config["interactions"]["window_days"]
+    config["training"]["params"]["rank"] = 0
+    config["evaluation"]["primary_metric"] = "auc"
+    config["training"]["search"]["grid"]["reg_param"] = [0.1, -1]
+    with pytest.raises(als_settings.SettingsError) as err:
+        als_settings.parse(config)
+    text = str(err.value)
+    for fragment in ("max_id must be an integer in [0, 2147483647]", "holdout_days must be smaller",
+                     "training.params.rank must be an integer >= 1", "primary_metric must be one of",
+                     "training.search.grid.reg_param must be a finite number >= 0, got -1"):
+        assert fragment in text
+
+
+def test_all_zero_weights_mean_no_interactions():
+    config = raw()
+    config["interactions"]["event_weights"] = {"click": 0, "purchase": 0}
+    with pytest.raises(als_settings.SettingsError, match="all 0"):
+        als_settings.parse(config)
+
+
+def test_zero_weight_types_are_not_interactions():
+    config = raw()
+    config["interactions"]["event_weights"]["page_view"] = 0
+    assert "page_view" not in als_settings.parse(config).event_weights
+
+
+def test_param_overrides_are_validated_and_change_the_version_key():
+    loaded = als_settings.load()
+    tuned = loaded.with_params({"rank": 64})
+    assert tuned.params.rank == 64 and tuned.params.key() != loaded.params.key()
+    assert loaded.with_params({}).params.key() == loaded.params.key()
+    with pytest.raises(als_settings.SettingsError, match="unknown hyperparameter"):
+        loaded.with_params({"ranks": 64})
+    with pytest.raises(als_settings.SettingsError, match="alpha must be a finite number >= 0"):
+        loaded.with_params({"alpha": float("nan")})
+
+
+def test_search_space_starts_with_the_configured_params_and_is_seeded():
+    config = copy.deepcopy(raw())
+    config["training"]["search"]["max_trials"] = 5
+    loaded = als_settings.parse(config)
+    trials = search_space(loaded)
+    assert trials[0] == loaded.params and len(trials) == len(set(trials)) == 5
+    assert trials == search_space(loaded)  # same seed, same trials
+    assert all(isinstance(t.reg_param, float) for t in trials)
