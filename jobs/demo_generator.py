@@ -116,11 +116,10 @@ def _ip(rng: np.random.Generator) -> str:
     return ".".join(str(x) for x in rng.integers(1, 255, 4))
 
 
-def generate_day(population: Population, day: dt.date, events: int, seed: int,
-                 topic: str) -> list[raw_zone.RawRecord]:
-    """One day of events as Kafka records (partition, offset, timestamp), bad ones included."""
+def day_frame(population: Population, day: dt.date, events: int,
+              rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One day of valid events as a frame, with each event's time (epoch ms) and user index."""
     s = population.settings
-    rng = np.random.default_rng([seed, day.toordinal()])
     mean_len = float(s["mean_events_per_session"])
     lengths = rng.geometric(1.0 / mean_len, int(events / mean_len * 1.5) + 10)
     n_sessions = int(np.searchsorted(np.cumsum(lengths), events)) + 1
@@ -178,6 +177,15 @@ def generate_day(population: Population, day: dt.date, events: int, seed: int,
         "consent": population.consent[user],
         "experiments": np.where(position == 0, population.exposures[user], None),
     })
+    return frame, event_ms, user
+
+
+def generate_day(population: Population, day: dt.date, events: int, seed: int,
+                 topic: str) -> list[raw_zone.RawRecord]:
+    """One day of events as Kafka records (partition, offset, timestamp), bad ones included."""
+    s = population.settings
+    rng = np.random.default_rng([seed, day.toordinal()])
+    frame, event_ms, user = day_frame(population, day, events, rng)
     lines = frame.to_json(orient="records", lines=True).splitlines()
     delay_ms = (rng.lognormal(7.3, 1.0, events)).astype(np.int64)  # median ~1.5 s to reach Kafka
     late = rng.random(events) < 0.003

@@ -5,9 +5,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 DEMO_DATE="${DEMO_DATE:-2026-11-20}"
 
 setup() {
-  if ! command -v java >/dev/null 2>&1; then
-    echo "== installing a Java runtime for Spark"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
+  local packages=()
+  command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)  # Spark
+  ldconfig -p | grep -q libopenblas.so.0 || packages+=(libopenblas0)     # native BLAS for ALS
+  if [ "${#packages[@]}" -gt 0 ]; then
+    echo "== installing Debian packages: ${packages[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
   fi
   if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating $VENV"
@@ -69,6 +72,8 @@ demo() {
   spark_submit jobs/clickstream_bronze.py --date "$first" --end-date "$before" > "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   spark_submit jobs/ab_report.py --date "$(date -d "$DEMO_DATE -2 day" +%F)" --end-date "$before" \
     >> "$AIRFLOW_HOME/demo-backfill.log" 2>&1
+  echo "== training the first ALS model on the data up to $(date -d "$DEMO_DATE -3 day" +%F) (spark-submit): tonight's champion"
+  spark_submit jobs/als_train.py --date "$(date -d "$DEMO_DATE -3 day" +%F)" >> "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   start_s3
   echo "== airflow dags test nightly (run_date=$DEMO_DATE)"
   airflow dags test nightly --conf "{\"run_date\": \"$DEMO_DATE\"}" > "$AIRFLOW_HOME/demo-run.log" 2>&1 || true
@@ -98,6 +103,17 @@ print(f"  S3          s3://{extra['bucket']}/ at {extra['endpoint_url']}: {', '.
 print("A/B verdicts:")
 for entry in json.loads(storage.read_bytes(f"{reports}/report.json"))["experiments"]:
     print(f"  {entry['id']}: {entry['verdict']['text']}")
+als = json.loads(storage.read_bytes(f"{lake.partition('reports', 'als', day)}/run.json"))
+print(f"ALS embeddings: {als['status']}: {als['reason']}")
+if als["status"] == "trained":
+    for name in ("model", "popularity", "champion"):
+        found = als["metrics"][name] or {}
+        if found.get("ndcg_at_k") is not None:
+            label = f"champion {found['version']}" if name == "champion" else name
+            print(f"  {label:<27} ndcg@10 {found['ndcg_at_k']:.4f}  precision@10 {found['precision_at_k']:.4f}  "
+                  f"coverage {found['coverage']:.0%}")
+    print(f"  version     {als['model']}")
+    print(f"  champion    {lake.champion('als')} -> {als['champion']}")
 PY
 }
 

@@ -72,7 +72,8 @@ def airflow_services(tmp_path_factory):
 def test_trigger_with_params_through_the_api(airflow_services):
     base, home = airflow_services
     run = call(base, "POST", "/dags/nightly/dagRuns",
-               {"logical_date": None, "conf": {"run_date": "2026-11-20", "full_refresh": True}})
+               {"logical_date": None, "conf": {"run_date": "2026-11-20", "full_refresh": True,
+                                               "als_force_retrain": True, "als_params": {"rank": 12}}})
     call(base, "PATCH", "/dags/nightly", {"is_paused": False})
     deadline = time.monotonic() + 420
     state = run["state"]
@@ -85,7 +86,10 @@ def test_trigger_with_params_through_the_api(airflow_services):
     # no reports bucket is configured here: publishing is skipped, the report stays in the lake
     assert states == {"resolve_run_date": "success", "drain_clickstream": "skipped",
                       "clickstream_bronze": "success", "summarise_outputs": "success",
-                      "ab_report": "success", "publish_ab_report": "skipped"}
+                      "ab_report": "success", "publish_ab_report": "skipped",
+                      "als_due": "success", "als_train": "success", "summarise_als": "success"}
+    als = json.loads((home / "lake" / "reports" / "als" / "dt=2026-11-20" / "run.json").read_text())
+    assert als["params"]["rank"] == 12 and als["status"] == "skipped"  # the UI's params reached spark-submit
     assert (home / "lake" / "reports" / "ab" / "dt=2026-11-20" / "report.json").exists()
     manifest = json.loads((home / "lake" / "bronze" / "clickstream" / "dt=2026-11-20" / "_manifest.json").read_text())
     assert manifest["status"] == "published" and manifest["counts"]["bronze"] > 1_000

@@ -73,7 +73,11 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint
     assert state == "success", tasks
     assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped",
                      "clickstream_bronze": "success", "summarise_outputs": "success",
-                     "ab_report": "success", "publish_ab_report": "success"}
+                     "ab_report": "success", "publish_ab_report": "success",
+                     "als_due": "success", "als_train": "success", "summarise_als": "success"}
+    # two days of data, both in the holdout window: ALS says why it did not train, champion untouched
+    als = json.loads(storage.read_bytes(f"{lake.partition('reports', 'als', as_date(DAY))}/run.json"))
+    assert als["status"] == "skipped" and als["reason"].startswith("too few interactions to train: 0 interactions")
     first, rows = manifest(lake), bronze_rows(spark, lake)
     report = ab_report_json(lake)
     assert [e["id"] for e in report["experiments"]] == ["exp_checkout_button", "exp_homepage_aa", "exp_ranking_srm"]
@@ -117,6 +121,7 @@ def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake,
     assert tasks["clickstream_bronze"] == "failed"  # not up_for_retry: a rejected batch is final
     assert tasks["summarise_outputs"] == "upstream_failed"
     assert tasks["ab_report"] == "upstream_failed" and tasks["publish_ab_report"] == "upstream_failed"
+    assert tasks["als_due"] == tasks["als_train"] == tasks["summarise_als"] == "upstream_failed"
     assert manifest(lake)["run_id"] == before["run_id"] and bronze_rows(spark, lake) == before_rows
     rejected = storage.list_files(f"{lake.root}/quarantine/_rejected_batches/bronze/clickstream/dt={DAY}",
                                   "_manifest.json")
