@@ -14,3 +14,5 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAU
 LOCAL_SPARK='{"conn_type": "spark", "host": "local[*]"}'
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$LOCAL_SPARK}"
 export GX_ANALYTICS_ENABLED=False
+# Native BLAS single-threaded: in local mode Spark's tasks share the driver's environment.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"

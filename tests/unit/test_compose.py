@@ -32,3 +32,12 @@ def test_every_image_is_pinned_and_maintained():
         image = service.get("image", "")
         assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), name
         assert not image.startswith(("bitnami/", "minio/minio")), name
+
+
+def test_spark_worker_image_matches_pyspark_and_has_what_als_needs():
+    dockerfile = (REPO / "docker" / "spark.Dockerfile").read_text()
+    assert f"FROM apache/spark:{pins()['pyspark']}-scala2.13-java17-python3-ubuntu" in dockerfile
+    assert "libopenblas0" in dockerfile and "numpy pandas pyarrow" in dockerfile
+    worker = compose()["services"]["spark-worker"]
+    assert worker["build"]["dockerfile"] == "docker/spark.Dockerfile"
+    assert worker["image"].endswith(f":{pins()['pyspark']}")
