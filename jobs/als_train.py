@@ -186,19 +186,34 @@ def too_little(counts: dict[str, Any], settings: AlsSettings) -> str | None:
     return "too few interactions to train: " + ", ".join(short) if short else None
 
 
-def evaluate(trained: ALSModel | None, prep: Prepared, labels: DataFrame, baseline: DataFrame,
-             settings: AlsSettings) -> dict[str, Any]:
+@dataclass
+class Judging:
+    """What every ranker is judged on: the same holdout users, labels and popularity fallback."""
+
+    labels: DataFrame    # user, relevant: new items in the holdout
+    users: DataFrame     # user, exclude: their training items, never recommended back
+    baseline: DataFrame  # user, rank, item, score: the popularity ranking for them
+    catalog: int         # items in training, for coverage
+
+    @classmethod
+    def of(cls, prep: Prepared, popular: DataFrame, settings: AlsSettings) -> Judging:
+        labels = ix.holdout_labels(prep.holdout, prep.train).persist(StorageLevel.MEMORY_AND_DISK)
+        users = labels.select("user").join(ix.consumed(prep.train), "user").persist(StorageLevel.MEMORY_AND_DISK)
+        baseline = popularity_recs(users, popular, settings.k, settings.item_block_size).persist(
+            StorageLevel.MEMORY_AND_DISK)
+        return cls(labels, users, baseline, prep.counts["train_items"])
+
+
+def evaluate(model: ALSModel | None, judging: Judging, settings: AlsSettings) -> dict[str, Any]:
     """Ranking metrics of a model (None: the popularity baseline) on the holdout users."""
-    catalog = prep.counts["train_items"]
-    judged = labels.select("user").join(ix.consumed(prep.train), "user")
-    if trained is None:
-        return ranking_metrics(baseline, labels, settings.k, catalog)
-    recs = with_fallback(model_recs(trained, judged, settings.k, settings.item_block_size), baseline)
-    return ranking_metrics(recs, labels, settings.k, catalog)
+    recs = judging.baseline
+    if model is not None:
+        recs = with_fallback(model_recs(model, judging.users, settings.k, settings.item_block_size), recs)
+    return ranking_metrics(recs, judging.labels, settings.k, judging.catalog)
 
 
-def judge_champion(spark: SparkSession, lake: Lake, version: str, window: Window, prep: Prepared,
-                   labels: DataFrame, baseline: DataFrame, settings: AlsSettings) -> dict[str, Any] | None:
+def judge_champion(lake: Lake, version: str, window: Window, judging: Judging,
+                   settings: AlsSettings) -> dict[str, Any] | None:
     """The champion's metrics on tonight's holdout, or why it cannot be judged on it."""
     current = registry.champion(lake)
     if current is None:
@@ -213,10 +228,10 @@ def judge_champion(spark: SparkSession, lake: Lake, version: str, window: Window
                 "not_comparable": f"it was trained on data up to {found['data_window']['train_end']}, "
                                   f"inside this holdout (from {window.holdout_start})"}
     model = ALSModel.load(f"{lake.model_version(registry.MODEL, current['version'])}/model")
-    return {"version": current["version"], **evaluate(model, prep, labels, baseline, settings)}
+    return {"version": current["version"], **evaluate(model, judging, settings)}
 
 
-def fit_best(prep: Prepared, labels: DataFrame, baseline: DataFrame, settings: AlsSettings, search: bool,
+def fit_best(prep: Prepared, judging: Judging, settings: AlsSettings, search: bool,
              checkpoint_dir: str) -> tuple[Trained, dict[str, Any], list[dict[str, Any]]]:
     """Train the configured params (or each search trial) and keep the best on the primary metric."""
     best, best_metrics, trials = None, None, []
@@ -225,7 +240,7 @@ def fit_best(prep: Prepared, labels: DataFrame, baseline: DataFrame, settings: A
         bad = non_finite_factors(trained.model)
         if bad:
             raise ArithmeticError(f"ALS with {params} produced {bad} non-finite factor vectors; nothing published")
-        metrics = evaluate(trained.model, prep, labels, baseline, settings)
+        metrics = evaluate(trained.model, judging, settings)
         trials.append({"params": dataclasses.asdict(params), "seconds": round(trained.seconds, 2), **metrics})
         log.info("trial %s: %s=%s in %.1fs", params, settings.primary_metric, metrics[settings.primary_metric],
                  trained.seconds)
@@ -319,16 +334,13 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, se
     checkpoint_dir = lake.checkpoints(JOB, run_id)
     try:
         blas = blas_implementation(spark)
-        labels = ix.holdout_labels(prep.holdout, prep.train).persist(StorageLevel.MEMORY_AND_DISK)
         popular = ix.popularity(prep.train).persist(StorageLevel.MEMORY_AND_DISK)
-        judged = labels.select("user").join(ix.consumed(prep.train), "user")
-        baseline = popularity_recs(judged, popular, settings.k, settings.item_block_size).persist(
-            StorageLevel.MEMORY_AND_DISK)
-        best, model_metrics, trials = fit_best(prep, labels, baseline, settings, search, checkpoint_dir)
+        judging = Judging.of(prep, popular, settings)
+        best, model_metrics, trials = fit_best(prep, judging, settings, search, checkpoint_dir)
         version = registry.version_id(day, best.params.key())
         metrics = {"k": settings.k, "primary_metric": settings.primary_metric, "model": model_metrics,
-                   "popularity": evaluate(None, prep, labels, baseline, settings),
-                   "champion": judge_champion(spark, lake, version, window, prep, labels, baseline, settings),
+                   "popularity": evaluate(None, judging, settings),
+                   "champion": judge_champion(lake, version, window, judging, settings),
                    "trials": trials}
         decision = registry.decide(metrics["model"], metrics["popularity"], metrics["champion"], settings, version)
         publish_maps(lake, prep, run_id)

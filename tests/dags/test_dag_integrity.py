@@ -65,7 +65,8 @@ def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
     assert upstream["drain_clickstream"] == ["resolve_run_date"]
     assert upstream["clickstream_bronze"] == ["drain_clickstream"]
     assert upstream["summarise_outputs"] == ["clickstream_bronze", "resolve_run_date"]
-    assert dag["params"] == ["experiments", "full_refresh", "run_date"]
+    assert dag["params"] == ["als_force_retrain", "als_params", "als_search", "experiments", "full_refresh",
+                             "run_date"]
     bronze = dag["tasks"]["clickstream_bronze"]
     assert bronze["type"] == "SparkJobOperator" and bronze["conn_id"] == "spark_default"
     assert bronze["application"] == str(REPO / "jobs" / "clickstream_bronze.py")
@@ -81,6 +82,17 @@ def test_nightly_reports_ab_only_after_the_validated_bronze(dagbag):
     assert report["type"] == "SparkJobOperator" and report["application"] == str(REPO / "jobs" / "ab_report.py")
     assert "{{ params.experiments | join(',') }}" in report["args"]
     assert tasks["publish_ab_report"]["upstream"] == ["ab_report", "resolve_run_date"]
+
+
+def test_nightly_trains_als_after_the_validated_bronze_when_due(dagbag):
+    tasks = dagbag["dags"]["nightly"]["tasks"]
+    assert tasks["als_due"]["upstream"] == ["clickstream_bronze", "resolve_run_date"]
+    assert tasks["als_due"]["type"] == "_ShortCircuitDecoratedOperator"
+    train = tasks["als_train"]
+    assert train["upstream"] == ["als_due"] and train["type"] == "SparkJobOperator"
+    assert train["application"] == str(REPO / "jobs" / "als_train.py")
+    assert "{{ params.als_params | tojson }}" in train["args"] and "{{ params.als_search | lower }}" in train["args"]
+    assert tasks["summarise_als"]["upstream"] == ["als_train", "resolve_run_date"]
 
 
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):

@@ -227,6 +227,17 @@ def test_model_that_loses_to_popularity_is_not_promoted(trained, spark, tmp_path
     assert len(registry.versions(lake)) == 2  # the losing version is kept for inspection, not served
 
 
+def test_search_keeps_the_best_trial(trained, spark, tmp_path):
+    lake = copy_of(trained, tmp_path)
+    settings = small_settings(**{"training__search": {"max_trials": 2, "grid": {"reg_param": [0.05, 1e6]}}})
+    report = als_train.run(spark, lake, DAY, settings, search=True)
+    metrics = json.loads(storage.read_bytes(f"{report['model']}/metrics.json"))
+    assert [t["params"]["reg_param"] for t in metrics["trials"]] == [0.05, 1e6]  # the configured params first
+    best = max(metrics["trials"], key=lambda t: t["ndcg_at_k"])
+    assert report["params"] == best["params"] and metrics["model"]["ndcg_at_k"] == best["ndcg_at_k"]
+    assert report["version"] == f"20261120-{settings.with_params(best['params']).params.key()}"
+
+
 def test_too_few_interactions_skip_and_keep_the_champion(trained, spark, tmp_path):
     lake = copy_of(trained, tmp_path)
     champion = registry.champion(lake)
