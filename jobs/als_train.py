@@ -81,17 +81,11 @@ class Window:
 
 
 def in_window(rows: DataFrame, window: Window) -> DataFrame:
-    """Rows with an event time inside the window, tagged `holdout` after the cutoff."""
+    """Rows with an event time inside the window (or none, to be quarantined), tagged `holdout` after the cutoff."""
     end = dt.datetime.combine(window.last + dt.timedelta(days=1), dt.time())
     inside = (F.col("event_ts") >= F.lit(dt.datetime.combine(window.first, dt.time()))) & (F.col("event_ts") < end)
     return (rows.where(inside | F.col("event_ts").isNull())
             .withColumn("holdout", F.col("event_ts") >= F.lit(window.cutoff())))
-
-
-def user_queries(factors: DataFrame, exclude: DataFrame) -> DataFrame:
-    """`id, features, exclude` for top-K: each user with factors and what to leave out for them."""
-    return (factors.join(exclude.withColumnRenamed("user", "id"), "id", "left")
-            .withColumn("exclude", F.coalesce("exclude", F.array().cast("array<int>"))))
 
 
 def popularity_recs(users: DataFrame, popular: DataFrame, k: int, block: int) -> DataFrame:
@@ -218,9 +212,9 @@ def judge_champion(lake: Lake, version: str, window: Window, judging: Judging,
     current = registry.champion(lake)
     if current is None:
         return None
-    found = registry.manifest(lake, current["version"])
     if current["version"] == version:
         return {"version": version}
+    found = registry.manifest(lake, current["version"])
     if found is None:
         return {"version": current["version"], "not_comparable": "its version manifest is missing"}
     if dt.date.fromisoformat(found["data_window"]["train_end"]) >= window.holdout_start:
@@ -263,9 +257,9 @@ def write_version(lake: Lake, version: str, run_id: str, best: Trained, prep: Pr
         .select("user_id", "user_idx", F.col("features").alias("embedding"), tag),
         "item_embeddings": labelled(model.itemFactors.withColumnRenamed("id", "item"), items)
         .select("item_id", "item_idx", F.col("features").alias("embedding"), tag),
-        "recommendations": labelled(model_recs(model, user_queries(model.userFactors, ix.consumed(prep.everything))
-                                               .select(F.col("id").alias("user"), "exclude"),
-                                               settings.top_k, settings.item_block_size), {**users, **items})
+        # every user with factors trained on something, so each has a row in consumed()
+        "recommendations": labelled(model_recs(model, ix.consumed(prep.everything), settings.top_k,
+                                               settings.item_block_size), {**users, **items})
         .select("user_id", "user_idx", "rank", "item_id", "item_idx", "score", tag),
         "similar_items": labelled(similar_items(model, settings.similar_k, settings.item_block_size),
                                   {**items, "similar_item": prep.items})
