@@ -17,7 +17,7 @@ from jobs import als_train
 from jobs.als import interactions as ix
 from jobs.als import registry
 from jobs.als.evaluation import ranking_metrics, with_fallback
-from jobs.als.model import train
+from jobs.als.model import non_finite_factors, train
 from jobs.als.settings import default_path as settings_path
 from jobs.als.settings import parse
 from jobs.common import storage
@@ -304,6 +304,17 @@ def test_checkpoints_cut_the_lineage_of_long_runs(spark, tmp_path):
     fitted = train(ratings, settings.params.__class__(4, 0.1, 1.0, 12), settings, checkpoint_dir)
     assert list((tmp_path / "checkpoints").rglob("part-*"))  # the factor RDDs were checkpointed
     assert fitted.model.userFactors.count() == 20
+
+
+def test_diverged_factors_are_detected(spark):
+    """The guard that stops a diverged fit from being published (real factor tables, NaN and inf in them)."""
+    schema = "id int, features array<float>"
+
+    class Fitted:  # the two attributes of an ALSModel the guard reads
+        userFactors = spark.createDataFrame([(0, [1.0, float("nan")]), (1, [0.1, 0.2])], schema)
+        itemFactors = spark.createDataFrame([(0, [float("-inf"), 0.0]), (1, [0.5, 0.5])], schema)
+
+    assert non_finite_factors(Fitted) == 2
 
 
 def test_main_refuses_bad_params_before_starting_spark(capsys):
