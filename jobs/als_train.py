@@ -136,12 +136,11 @@ def prepare(rows: DataFrame, lake: Lake, day: dt.date, window: Window, settings:
     rows = ix.with_reason(in_window(rows, window)).persist(StorageLevel.MEMORY_AND_DISK)
     good = rows.where(F.col("reason").isNull()).drop("reason")
     maps = {}
-    overflow = {}
     for kind, column in (("users", "user_id"), ("items", "item_id")):
-        existing = _read_map(spark, lake, kind)
-        maps[kind], overflow[kind] = ix.assign_ids(good.select(F.col(column).alias("key")), existing,
-                                                   settings.max_id, day)
-        maps[kind] = maps[kind].persist(StorageLevel.MEMORY_AND_DISK)
+        # keys that got no id show up as null ids in with_ids() below and are quarantined there
+        full, _ = ix.assign_ids(good.select(F.col(column).alias("key")), _read_map(spark, lake, kind),
+                                settings.max_id, day)
+        maps[kind] = full.persist(StorageLevel.MEMORY_AND_DISK)
         maps[kind].count()
     tagged = ix.with_ids(good, maps["users"], maps["items"])
     no_id = (F.when(F.col("user").isNull(), F.lit("id_space_exhausted:user"))
@@ -355,10 +354,9 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, se
                                      dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                      "metric": settings.primary_metric,
                                      "value": metrics["model"][settings.primary_metric], "reason": decision.reason})
-    champion = registry.champion(lake)
     report.update(status="trained", version=version, model=path, params=dataclasses.asdict(best.params),
                   promoted=decision.promote, reason=decision.reason, blas=blas,
-                  champion=champion["version"] if champion else None,
+                  champion=version if decision.promote else (current["version"] if current else None),
                   metrics={n: metrics[n] for n in ("model", "popularity", "champion")},
                   seconds=round(time.perf_counter() - started, 1))
     report["report"] = write_run_report(lake, day, report)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from jobs.common import config
 
 KINDS = ("proportion", "continuous", "ratio")
@@ -158,11 +156,7 @@ def default_path() -> Path:
 
 def load(path: str | Path | None = None) -> Registry:
     path = Path(path or default_path())
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RegistryError(f"cannot read experiment registry {path}: {exc}") from exc
-    return parse(raw, source=str(path))
+    return parse(config.read_yaml(path, "experiment registry", RegistryError), source=str(path))
 
 
 def parse(raw: Any, source: str = "registry") -> Registry:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from jobs.common import config
 
 PRIMARY_METRICS = ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k")
@@ -186,10 +184,7 @@ def parse(raw: dict[str, Any]) -> AlsSettings:
 def load(path: str | Path | None = None) -> AlsSettings:
     """Read and validate als.yaml; `SettingsError` lists every problem."""
     path = Path(path or default_path())
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"cannot read ALS settings {path}: {exc}") from None
+    raw = config.read_yaml(path, "ALS settings", SettingsError)
     if not isinstance(raw, dict):
         raise SettingsError(f"ALS settings {path} must be a YAML mapping")
     return parse(raw)

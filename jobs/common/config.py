@@ -61,5 +61,13 @@ def pipeline_config() -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
+    """A YAML file's content; an unreadable or malformed file becomes one `error` naming `what` and the path."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
+
+
 def include_path(*parts: str) -> Path:
     return INCLUDE_DIR.joinpath(*parts)

@@ -81,3 +81,14 @@ def test_search_space_starts_with_the_configured_params_and_is_seeded():
     assert trials[0] == loaded.params and len(trials) == len(set(trials)) == 5
     assert trials == search_space(loaded)  # same seed, same trials
     assert all(isinstance(t.reg_param, float) for t in trials)
+
+
+def test_unreadable_or_malformed_files_are_one_clear_error(tmp_path):
+    with pytest.raises(als_settings.SettingsError, match="cannot read ALS settings .*missing.yaml"):
+        als_settings.load(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("interactions: [unclosed")
+    with pytest.raises(als_settings.SettingsError, match="cannot read ALS settings .*broken.yaml"):
+        als_settings.load(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(als_settings.SettingsError, match="must be a YAML mapping"):
+        als_settings.load(tmp_path / "list.yaml")
