@@ -39,7 +39,7 @@ from pyspark.sql.types import MapType, StringType, StructField, StructType
 
 from jobs.common import config, exit_codes
 from jobs.common.paths import Lake, date_arg, date_range
-from jobs.common.spark import LakeFS, get_spark, load_schema
+from jobs.common.spark import LakeFS, get_spark, load_schema, read_raw
 
 log = logging.getLogger("clickstream_bronze")
 
@@ -204,13 +204,6 @@ def raw_files(lake_fs: LakeFS, lake: Lake, topic: str, day: dt.date, late_days: 
     dirs = [f"{lake.raw_topic(topic)}/kafka_date={(day + dt.timedelta(days=n)).isoformat()}"
             for n in range(-1, late_days + 1)]
     return [d for d in dirs if lake_fs.exists(d)]
-
-
-def read_raw(spark: SparkSession, dirs: list[str]) -> DataFrame:
-    schema = StructType([*load_schema("raw_envelope").fields, StructField("_corrupt_envelope", StringType())])
-    reader = spark.read.schema(schema).option("mode", "PERMISSIVE").option(
-        "columnNameOfCorruptRecord", "_corrupt_envelope").option("recursiveFileLookup", "true")
-    return reader.json(dirs).withColumn("source_file", F.col("_metadata.file_path"))
 
 
 def input_fingerprint(lake_fs: LakeFS, dirs: list[str]) -> str:

@@ -71,6 +71,10 @@ class Lake:
     def staging(self, zone: str, table: str, day: dt.date, run_id: str) -> str:
         return f"{self.table(zone, table)}/_staging/dt={day.isoformat()}/run_id={run_id}"
 
+    def table_staging(self, zone: str, table: str, run_id: str) -> str:
+        """Where a whole table is written before it replaces the published one (outside its directory)."""
+        return f"{self.root}/{zone}/_staging/{table}/run_id={run_id}"
+
     def rejected(self, zone: str, table: str, day: dt.date, run_id: str) -> str:
         """Where a batch that failed validation is kept for inspection, outside readers' view."""
         return f"{self.root}/quarantine/_rejected_batches/{zone}/{table}/dt={day.isoformat()}/run_id={run_id}"

@@ -12,7 +12,8 @@ import logging
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.common import config
 from jobs.common.paths import Lake
@@ -35,6 +36,14 @@ def load_schema(name: str) -> StructType:
     """A schema kept in `include/schemas/<name>.json` (Spark's StructType JSON)."""
     with open(config.include_path("schemas", f"{name}.json"), encoding="utf-8") as fh:
         return StructType.fromJson(json.load(fh))
+
+
+def read_raw(spark: SparkSession, dirs: list[str]) -> DataFrame:
+    """Raw landing files (one Kafka record per JSON line); a broken line lands in `_corrupt_envelope`."""
+    schema = StructType([*load_schema("raw_envelope").fields, StructField("_corrupt_envelope", StringType())])
+    reader = spark.read.schema(schema).option("mode", "PERMISSIVE").option(
+        "columnNameOfCorruptRecord", "_corrupt_envelope").option("recursiveFileLookup", "true")
+    return reader.json(dirs).withColumn("source_file", F.col("_metadata.file_path"))
 
 
 class LakeFS:

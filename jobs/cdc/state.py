@@ -1,0 +1,87 @@
+"""Where a CDC table lives in the lake and what state it is in (silver tables, snapshots, watermarks)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.cdc.merge import Silver, Snapshot
+from jobs.cdc.settings import Table
+from jobs.common.paths import Lake
+from jobs.common.spark import LakeFS
+
+CHANGES = "cdc_changes"
+
+
+def history_path(lake: Lake, table: Table) -> str:
+    return lake.table("silver", f"{table.name}_history")
+
+
+def current_path(lake: Lake, table: Table) -> str:
+    return lake.table("silver", f"{table.name}_current")
+
+
+def snapshots_path(lake: Lake, table: Table) -> str:
+    return lake.table("bronze", f"cdc_snapshots/{table.name}")
+
+
+@dataclass(frozen=True)
+class TableState:
+    silver: Silver
+    manifest: dict[str, Any]  # the published history's manifest ({} before the first merge)
+
+
+def read_state(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table) -> TableState:
+    history, current = history_path(lake, table), current_path(lake, table)
+    manifest = json.loads(lake_fs.read_text(lake.manifest(history)) or "{}")
+    if not manifest:
+        return TableState(Silver(None, None), {})
+    return TableState(Silver(spark.read.parquet(history), spark.read.parquet(current), manifest.get("watermark")),
+                      manifest)
+
+
+def _pending(lake_fs: LakeFS, lake: Lake, table: Table, applied: list[str]) -> list[tuple[dict, str, str]]:
+    """Published snapshots (manifest, directory, id) not applied to silver yet."""
+    pending = []
+    for directory in lake_fs.list_dirs(snapshots_path(lake, table)):
+        snapshot_id = directory.rsplit("snapshot_id=", 1)[-1]
+        text = lake_fs.read_text(lake.manifest(directory))
+        if "snapshot_id=" in directory and text and snapshot_id not in applied:
+            pending.append((json.loads(text), directory, snapshot_id))
+    return pending
+
+
+def has_pending_snapshot(lake_fs: LakeFS, lake: Lake, table: Table) -> bool:
+    manifest = json.loads(lake_fs.read_text(lake.manifest(history_path(lake, table))) or "{}")
+    return bool(_pending(lake_fs, lake, table, manifest.get("applied_snapshots", [])))
+
+
+def pending_snapshot(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table,
+                     applied: list[str]) -> tuple[Snapshot | None, list[str]]:
+    """The newest published snapshot not applied yet, and the ids it supersedes (all pending ones)."""
+    pending = _pending(lake_fs, lake, table, applied)
+    if not pending:
+        return None, []
+    manifest, directory, _ = max(pending, key=lambda p: p[0]["watermark"])
+    rows = spark.read.parquet(directory)
+    return Snapshot(rows, manifest["watermark"], manifest["taken_at"]), sorted(p[2] for p in pending)
+
+
+def snapshot_changes(rows: DataFrame, table: Table, watermark: list[int], taken_at: str, source: str) -> DataFrame:
+    """Typed table rows -> change-log rows (`op=r` at the watermark), the shape the merge replays."""
+    data = [c for c in rows.columns]
+    image = F.to_json(F.struct(*data), {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+                                         "ignoreNullFields": "false"})
+    return rows.select(
+        F.lit(table.name).alias("table"), F.lit("r").alias("op"),
+        F.to_json(F.array(*table.primary_key)).alias("key"),
+        F.array(*[F.lit(p).cast("bigint") for p in watermark]).alias("pos"),
+        F.to_timestamp(F.lit(taken_at)).alias("source_ts"), F.lit(None).cast("string").alias("tx_id"),
+        F.lit("true").alias("snapshot"), F.lit(source).alias("connector"), F.lit(None).cast("string").alias("before"),
+        image.alias("after"), F.lit(None).cast("string").alias("column_types"),
+        F.lit(None).cast("string").alias("kafka_topic"), F.lit(None).cast("int").alias("kafka_partition"),
+        F.lit(None).cast("bigint").alias("kafka_offset"), F.lit(None).cast("string").alias("source_file"))
