@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.common import config
 from jobs.common.paths import Lake
 from jobs.common.raw_zone import RawRecord
 
@@ -29,6 +30,7 @@ def spark() -> Iterator:
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", "2g")
+        .config("spark.jars", config.jdbc_driver_jar())  # PostgreSQL JDBC for the snapshot tests
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

