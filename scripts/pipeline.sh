@@ -8,6 +8,8 @@ setup() {
   local packages=()
   command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)  # Spark
   ldconfig -p | grep -q libopenblas.so.0 || packages+=(libopenblas0)     # native BLAS for ALS
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)  # CDC snapshot tests
+  [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)          # Spark JDBC driver
   if [ "${#packages[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${packages[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
