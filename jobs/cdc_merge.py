@@ -150,14 +150,11 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
         tables[table.name] = merge_table(spark, lake_fs, lake, table, bronze.where(F.col("table") == table.name),
                                          tombstones.where(F.col("table") == table.name), day, run_id)
     bad_tombstones = [r["unmatched_tombstones"].select(
-        F.lit("tombstone_without_delete").alias("reason"), F.lit("tombstone").alias("kind"), "table",
-        F.lit(None).cast("string").alias("source"), F.lit(None).cast("string").alias("op"), "key",
-        *[F.lit(None).cast(t).alias(c) for c, t in (("kafka_topic", "string"), ("kafka_partition", "int"),
-                                                    ("kafka_offset", "bigint"), ("source_file", "string"),
-                                                    ("raw_value", "string"))]) for r in tables.values()]
+        F.lit("tombstone_without_delete").alias("reason"), F.lit("tombstone").alias("kind"), "table", "key")
+        for r in tables.values()]
     q_staged = lake.staging("quarantine", state.CHANGES, day, run_id)
     for extra in bad_tombstones:
-        quarantine = quarantine.unionByName(extra)
+        quarantine = quarantine.unionByName(extra, allowMissingColumns=True)
     quarantine.write.parquet(q_staged)
     unmatched = spark.read.parquet(q_staged).where(F.col("reason") == "tombstone_without_delete").count()
     counts.update({"quarantined:tombstone_without_delete": unmatched} if unmatched else {})

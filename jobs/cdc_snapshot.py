@@ -116,12 +116,12 @@ def typed(rows: DataFrame, table: Table) -> tuple[DataFrame, DataFrame]:
     failed = [F.when(F.col(c.name).isNotNull() & casts[c.name].isNull(), F.lit(c.name)) for c in configured]
     no_key = [F.when(F.col(k).isNull(), F.lit(k)) for k in table.primary_key if k in rows.columns]
     missing = [k for k in table.primary_key if k not in rows.columns]
+    if missing:
+        raise ValueError(f"{table.name}: the snapshot has no primary key column(s) {missing}")
     reason = (F.when(F.size(F.array_compact(F.array(*no_key))) > 0,
                      F.concat(F.lit("missing_primary_key:"), F.array_join(F.array_compact(F.array(*no_key)), ",")))
               .when(F.size(F.array_compact(F.array(*failed))) > 0,
                     F.concat(F.lit("undecodable_value:"), F.array_join(F.array_compact(F.array(*failed)), ","))))
-    if missing:
-        raise ValueError(f"{table.name}: the snapshot has no primary key column(s) {missing}")
     checked = rows.withColumn("_reason", reason)
     good = checked.where(F.col("_reason").isNull()).select(
         *[casts.get(c, F.col(c)).alias(c) for c in rows.columns])
