@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from jobs.cdc import changelog, merge, settings, state
 from jobs.cdc.settings import Settings, Table
 from jobs.common import config, exit_codes
-from jobs.common.paths import Lake, date_arg
+from jobs.common.paths import Lake, date_arg, date_range
 from jobs.common.spark import LakeFS, get_spark, read_raw
 
 log = logging.getLogger("cdc_merge")
@@ -96,7 +96,7 @@ def merge_table(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table, 
         "table": table.name, "dt": day.isoformat(), "run_id": run_id, "code_version": config.code_version(),
         "watermark": watermark, "applied_snapshots": sorted(set(applied) | set(snapshot_ids)),
         "snapshot_applied": snapshot_ids[-1] if snapshot_ids else None,
-        "columns": merged.columns, "new_columns": merged.new_columns,
+        "columns": merged.columns, "new_columns": merged.new_columns, "truncates": list(merged.truncates),
         "counts": {"changes": sum(v for k, v in outcomes.items() if not k.endswith(":duplicate")),
                    "events": outcomes, "before_snapshot_watermark": before_watermark,
                    "current_rows": live, "history_rows": history.count()},
@@ -206,30 +206,40 @@ def failures(report: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--date", required=True, type=date_arg, help="Kafka date (UTC) whose CDC records to merge")
+    parser.add_argument("--end-date", type=date_arg,
+                        help="backfill: merge every date from --date to this one, in order, in one Spark session")
     parser.add_argument("--export", help="replay a Kafka Connect sink export (directory or file URI) instead of raw/")
     parser.add_argument("--lake-root", default=config.lake_root(), help="lake root URI (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        days = date_range(args.date, args.end_date)
+        if args.export and len(days) > 1:
+            raise ValueError("--export replays one export: give no --end-date")
         cdc = settings.load()
-    except settings.CdcSettingsError as exc:
+    except (ValueError, settings.CdcSettingsError) as exc:
         print(f"cdc_merge failed: {exc}", file=sys.stderr)
         return exit_codes.FAILED
     spark = get_spark(f"cdc_merge:{args.date}")
     try:
-        report = run(spark, Lake(args.lake_root), args.date, cdc, args.export)
+        for day in days:  # in order: each date's merge starts from the previous one's silver tables
+            report = run(spark, Lake(args.lake_root), day, cdc, args.export)
+            print_report(report)
+            if report["status"] == "rejected":
+                print(f"cdc_merge failed: nothing published for dt={day}; GX: {'; '.join(failures(report))}; "
+                      f"batch kept at {report['rejected_batch']}", file=sys.stderr)
+                return exit_codes.VALIDATION_REJECTED
     finally:
         spark.stop()
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
     print(json.dumps({k: report.get(k) for k in ("status", "dt", "run_id", "counts", "unconfigured_sources")},
                      indent=2, default=str))
     for name, manifest in report["tables"].items():
         print(f"{name}: {manifest['counts']['current_rows']} current rows, {manifest['counts']['history_rows']} "
               f"versions; events {json.dumps(manifest['counts']['events'])}")
-    if report["status"] == "rejected":
-        print(f"cdc_merge failed: nothing published for dt={args.date}; GX: {'; '.join(failures(report))}; "
-              f"batch kept at {report['rejected_batch']}", file=sys.stderr)
-        return exit_codes.VALIDATION_REJECTED
-    return 0
 
 
 if __name__ == "__main__":

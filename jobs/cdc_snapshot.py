@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                              "from $PIPELINE_OLTP_USER and $PIPELINE_OLTP_PASSWORD)")
     parser.add_argument("--partitions", type=int, default=4, help="parallel JDBC reads per table")
     parser.add_argument("--fetch-size", type=int, default=10_000, help="rows per JDBC round trip")
-    parser.add_argument("--dump", help="read this CSV/JSON export instead of JDBC (one table)")
+    parser.add_argument("--dump", help="read this CSV/JSON export instead of JDBC; with several tables, a path "
+                                       "with {table} in it, e.g. file:///exports/{table}.json")
     parser.add_argument("--format", choices=["csv", "json"], default="json", help="dump format")
     parser.add_argument("--watermark-lsn", help="dump: PostgreSQL LSN when the export started")
     parser.add_argument("--watermark-binlog", help="dump: MySQL binlog position when the export started")
@@ -201,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         cdc = settings.load()
         tables = [cdc.table(name.strip()) for name in args.tables.split(",") if name.strip()]
         if args.dump:
-            if len(tables) != 1:
-                raise ValueError("--dump reads one table's export: give exactly one --tables name")
+            if len(tables) > 1 and "{table}" not in args.dump:
+                raise ValueError("--dump with several tables needs {table} in the path (one export per table)")
             watermark = parse_watermark(args.watermark_lsn, args.watermark_binlog)
         elif not args.jdbc_url:
             raise ValueError("no source: give --jdbc-url (or $PIPELINE_OLTP_JDBC_URL) or --dump")
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             if jdbc:
                 manifest = snapshot_jdbc(spark, Lake(args.lake_root), table, jdbc)
             else:
-                manifest = snapshot_dump(spark, Lake(args.lake_root), table, args.dump, args.format, watermark,
+                dump = args.dump.replace("{table}", table.name)
+                manifest = snapshot_dump(spark, Lake(args.lake_root), table, dump, args.format, watermark,
                                          args.taken_at)
             print(json.dumps(manifest, indent=2))
     except ValueError as exc:

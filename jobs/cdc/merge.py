@@ -46,6 +46,9 @@ class Silver:
     history: DataFrame | None
     current: DataFrame | None
     watermark: list[int] | None = None
+    #: Every truncate merged so far ({"pos", "ts_us", "tx_id"}): a late change older than one of them
+    #: must still be closed by it, whichever batch it arrives in.
+    truncates: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Merged:
     events: DataFrame  # the replayed events of the touched keys, with `_outcome` (for the counts)
     columns: list[tuple[str, str]]
     new_columns: list[str]
+    truncates: tuple[dict, ...]  # the table's truncates after this batch (for the next Silver)
 
 
 def target_columns(table: Table, silver: Silver, changes: DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
@@ -127,11 +131,22 @@ def _history_events(history: DataFrame, columns: list[tuple[str, str]]) -> DataF
     return images.unionByName(closings)
 
 
-def _per_key_truncates(changes: DataFrame, live_keys: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
+def truncates_of(changes: DataFrame) -> list[dict]:
+    """The batch's truncates (a handful at most), as table-level state kept in the manifest."""
+    rows = (changes.where(F.col("op") == "t")
+            .select("pos", F.unix_micros("source_ts").alias("ts_us"), "tx_id").distinct().collect())
+    return [{"pos": list(r["pos"]), "ts_us": r["ts_us"], "tx_id": r["tx_id"]} for r in rows]
+
+
+def _truncate_events(truncates: list[dict], keys: DataFrame, columns: list[tuple[str, str]],
+                     origin: str) -> DataFrame:
     """A truncate closes every key live at its position: one `t` event per key that may be live."""
-    truncates = changes.where(F.col("op") == "t").select("pos", "source_ts", "tx_id")
-    return F.broadcast(truncates).crossJoin(live_keys).select(*_event(
-        F.col("_key"), F.lit("t"), F.col("pos"), F.col("source_ts"), F.col("tx_id"), _null_row(columns), "batch"))
+    spark = keys.sparkSession
+    table = spark.createDataFrame([(t["pos"], t["ts_us"], t["tx_id"]) for t in truncates],
+                                  "pos array<bigint>, ts_us bigint, tx_id string")
+    return F.broadcast(table).crossJoin(keys).select(*_event(
+        F.col("_key"), F.lit("t"), F.col("pos"), F.timestamp_micros("ts_us"), F.col("tx_id"), _null_row(columns),
+        origin))
 
 
 def _snapshot_events(snapshot: Snapshot, columns: list[tuple[str, str]], current: DataFrame | None) -> DataFrame:
@@ -203,13 +218,19 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
         snapshot.rows.select(*changes.columns)))
     data = [n for n, _ in columns]
     keyed = changes.where(F.col("op") != "t")
-    live = keyed.select(F.col("key").alias("_key"))
-    if silver.current is not None:
-        live = live.unionByName(silver.current.select("_key"))
-    new_events = _change_events(keyed, columns).unionByName(_per_key_truncates(changes, live.distinct(), columns))
+    batch_truncates = truncates_of(changes)
+    new_events = _change_events(keyed, columns)
+    if batch_truncates:
+        live = keyed.select(F.col("key").alias("_key"))
+        if silver.current is not None:
+            live = live.unionByName(silver.current.select("_key"))
+        new_events = new_events.unionByName(_truncate_events(batch_truncates, live.distinct(), columns, "batch"))
     if snapshot is not None:
         new_events = new_events.unionByName(_snapshot_events(snapshot, columns, silver.current))
     touched = new_events.select("_key").distinct()
+    earlier = [t for t in silver.truncates if (not watermark or t["pos"] > watermark) and t not in batch_truncates]
+    if earlier:  # replayed with the history's origin: they close late keys but are not this batch's changes
+        new_events = new_events.unionByName(_truncate_events(earlier, touched, columns, "history"))
 
     if silver.history is None:
         events, untouched_history = new_events, None
@@ -225,7 +246,8 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
     if silver.current is not None:
         current = silver.current.join(touched, "_key", "left_anti").unionByName(
             current, allowMissingColumns=True).select(*data, *CURRENT_META)
-    return Merged(history, current, sequenced, columns, new_columns)
+    truncates = tuple(sorted(earlier + batch_truncates, key=lambda t: t["pos"]))
+    return Merged(history, current, sequenced, columns, new_columns, truncates)
 
 
 def unmatched_tombstones(tombstones: DataFrame, changes: DataFrame, current: DataFrame) -> DataFrame:

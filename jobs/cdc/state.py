@@ -40,8 +40,8 @@ def read_state(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table) -
     manifest = json.loads(lake_fs.read_text(lake.manifest(history)) or "{}")
     if not manifest:
         return TableState(Silver(None, None), {})
-    return TableState(Silver(spark.read.parquet(history), spark.read.parquet(current), manifest.get("watermark")),
-                      manifest)
+    return TableState(Silver(spark.read.parquet(history), spark.read.parquet(current), manifest.get("watermark"),
+                             tuple(manifest.get("truncates", []))), manifest)
 
 
 def _pending(lake_fs: LakeFS, lake: Lake, table: Table, applied: list[str]) -> list[tuple[dict, str, str]]:

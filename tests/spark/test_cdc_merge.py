@@ -114,6 +114,19 @@ def test_late_event_in_a_later_batch_lands_in_its_place(spark, lake):
     assert [r["plan"] for r in silver(spark, lake, "accounts", "current")] == ["gold"]
 
 
+def test_a_late_change_older_than_an_earlier_batch_truncate_is_closed_by_it(spark, lake):
+    land(lake, [pg("c", 100, account(1)), pg("t", 300), pg("c", 400, account(3))])
+    cdc_merge.run(spark, lake, DAY, CDC)
+    land(lake, [pg("c", 200, account(2))], day=DAY + dt.timedelta(days=1))  # committed before the truncate
+    report = cdc_merge.run(spark, lake, DAY + dt.timedelta(days=1), CDC)
+    history = silver(spark, lake, "accounts", "history")
+    assert [(r["id"], r["opened_by"], r["closed_by"]) for r in history] == [
+        (1, "c", "t"), (2, "c", "t"), (3, "c", None)]
+    assert [r["id"] for r in silver(spark, lake, "accounts", "current")] == [3]
+    assert report["tables"]["accounts"]["counts"]["events"] == {"c:applied": 1}  # the replayed truncate is not new
+    assert [t["pos"] for t in report["tables"]["accounts"]["truncates"]] == [[300]]
+
+
 def test_new_nullable_column_is_added_and_old_rows_read_null(spark, lake):
     land(lake, [pg("c", 100, account(1)), pg("c", 110, account(2))])
     cdc_merge.run(spark, lake, DAY, CDC)
