@@ -18,6 +18,9 @@ ALS embeddings (`als_due` -> `als_train` -> `summarise_als`) train on the cadenc
 tonight, `als_params` overrides hyperparameters (e.g. `{"rank": 64, "reg_param": 0.05}`) and
 `als_search` runs the small hyperparameter search. A new model serves only if it beats the
 champion and the popularity baseline on the holdout; `summarise_als` says which and why.
+
+`wait_for_cdc` holds `summarise_outputs` until the `cdc_ingestion` DAG has published the date's
+OLTP tables (`silver/<table>_current`, `_history`); a rejected CDC merge fails it visibly.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pipeline_airflow.tasks import (
     spark_job,
     summarise_als,
     summarise_outputs,
+    wait_for_cdc,
 )
 
 with DAG(
@@ -88,6 +92,8 @@ with DAG(
         outlets=[ALS_MODELS],
     )
 
-    run_date >> drain_clickstream() >> bronze >> summarise_outputs(run_date)
+    outputs = summarise_outputs(run_date)
+    run_date >> drain_clickstream() >> bronze >> outputs
+    wait_for_cdc(run_date) >> outputs
     bronze >> ab_report >> publish_ab_report(run_date)
     bronze >> als_due(run_date) >> als_train >> summarise_als(run_date)

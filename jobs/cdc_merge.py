@@ -53,10 +53,16 @@ def history_checks(history: DataFrame) -> DataFrame:
 
 def read_changes(spark: SparkSession, lake_fs: LakeFS, lake: Lake, cdc: Settings, day: dt.date,
                  export: str | None) -> tuple[DataFrame, list[str]]:
-    """The day's parsed records and the inputs they came from (none: an empty day)."""
+    """The day's parsed records and the inputs they came from (none: an empty day).
+
+    Every drained `<topic_prefix>.*` topic is read, configured or not: a table Debezium captures
+    but include/cdc.yaml does not know is reported (quarantined, named in run.json), never ignored.
+    """
     if export:
         return changelog.read_export(spark, export, cdc), [export]
-    dirs = [f"{lake.raw_topic(cdc.topic(t))}/kafka_date={day.isoformat()}" for t in cdc.tables]
+    topics = [d for d in lake_fs.list_dirs(f"{lake.root}/raw") if d.rsplit("/", 1)[-1].startswith(
+        f"{cdc.topic_prefix}.")]
+    dirs = [f"{d}/kafka_date={day.isoformat()}" for d in topics]
     dirs = [d for d in dirs if lake_fs.exists(d)]
     if not dirs:
         return spark.createDataFrame([], changelog.PARSED_SCHEMA), []
@@ -66,6 +72,12 @@ def read_changes(spark: SparkSession, lake_fs: LakeFS, lake: Lake, cdc: Settings
 def _write(df: DataFrame, uri: str) -> DataFrame:
     df.write.mode("overwrite").parquet(uri)
     return df.sparkSession.read.parquet(uri)
+
+
+def _write_table(df: DataFrame, uri: str) -> DataFrame:
+    """A whole silver table, in at most spark.sql.shuffle.partitions files (merged without a shuffle), so
+    the copied untouched part and each night's new part do not add up to ever more small files."""
+    return _write(df.coalesce(int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))), uri)
 
 
 def merge_table(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table, changes: DataFrame,
@@ -82,16 +94,20 @@ def merge_table(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table, 
     merged.events.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         staged = {kind: lake.table_staging("silver", f"{table.name}_{kind}", run_id) for kind in ("history", "current")}
-        history = _write(merged.history, staged["history"])
-        current = _write(merged.current, staged["current"])
+        history = _write_table(merged.history, staged["history"])
+        current = _write_table(merged.current, staged["current"])
         outcomes = merge.count_outcomes(merged.events)
     finally:
         merged.events.unpersist()
     live = current.count()
     unmatched = merge.unmatched_tombstones(tombstones, changes, current)
     docs = f"{lake.data_docs()}/cdc/{table.name}/dt={day.isoformat()}/run_id={run_id}"
-    gates = [validate(history_checks(history), "cdc_history", {"live_keys": live}, f"{docs}/history", lake_fs),
-             validate(current, "cdc_current", {"live_keys": live}, f"{docs}/current", lake_fs)]
+    checks = history_checks(history).persist(StorageLevel.MEMORY_AND_DISK)  # one window pass, not one per check
+    try:
+        gates = [validate(checks, "cdc_history", {"live_keys": live}, f"{docs}/history", lake_fs),
+                 validate(current, "cdc_current", {"live_keys": live}, f"{docs}/current", lake_fs)]
+    finally:
+        checks.unpersist()
     manifest = {
         "table": table.name, "dt": day.isoformat(), "run_id": run_id, "code_version": config.code_version(),
         "watermark": watermark, "applied_snapshots": sorted(set(applied) | set(snapshot_ids)),
@@ -190,8 +206,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
         lake_fs.delete(path)
         lake_fs.prune_staging(path)
     report["seconds"] = round(time.time() - started, 2)
-    storage_uri = f"{lake.partition('reports', 'cdc', day)}/run.json"
-    lake_fs.write_text(storage_uri, json.dumps(report, indent=2, default=str))
+    lake_fs.write_text(state.report_path(lake, day), json.dumps(report, indent=2, default=str))
     return report
 
 

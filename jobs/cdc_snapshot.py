@@ -206,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--dump with several tables needs {table} in the path (one export per table)")
             watermark = parse_watermark(args.watermark_lsn, args.watermark_binlog)
         elif not args.jdbc_url:
-            raise ValueError("no source: give --jdbc-url (or $PIPELINE_OLTP_JDBC_URL) or --dump")
+            raise ValueError("no source: give --jdbc-url (or $PIPELINE_OLTP_JDBC_URL; in Airflow the "
+                             "oltp_postgres connection) or --dump")
     except ValueError as exc:
         print(f"cdc_snapshot failed: {exc}", file=sys.stderr)
         return exit_codes.FAILED
     spark = get_spark(f"cdc_snapshot:{args.tables}")
-    jdbc = Jdbc(args.jdbc_url, os.environ.get("PIPELINE_OLTP_USER"), os.environ.get("PIPELINE_OLTP_PASSWORD"),
+    jdbc = Jdbc(args.jdbc_url, os.environ.get("PIPELINE_OLTP_USER") or None,
+                os.environ.get("PIPELINE_OLTP_PASSWORD") or None,
                 args.partitions, args.fetch_size) if not args.dump else None
     try:
         for table in tables:

@@ -198,7 +198,7 @@ def generate_day(population: Population, day: dt.date, events: int, seed: int,
     kafka_ms = np.r_[kafka_ms, [ms for _, ms in extra]].astype(np.int64)
     partitions = np.r_[partitions, partitions[[i for i, _ in extra]]].astype(int)
     keys = np.r_[keys, keys[[i for i, _ in extra]]]
-    return _assign_offsets(topic, day, values, keys, partitions, kafka_ms)
+    return assign_offsets(topic, day, values, keys, partitions, kafka_ms)
 
 
 def _corrupt(lines: list[str], rng: np.random.Generator, kinds: list[str],
@@ -225,7 +225,7 @@ def _corrupt(lines: list[str], rng: np.random.Generator, kinds: list[str],
     return redeliveries
 
 
-def _assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndarray,
+def assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndarray,
                     partitions: np.ndarray, kafka_ms: np.ndarray) -> list[raw_zone.RawRecord]:
     order = np.lexsort((kafka_ms, partitions))
     base = (day - EPOCH).days * OFFSETS_PER_DAY
@@ -234,7 +234,8 @@ def _assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndar
         p = int(partitions[i])
         offset = base + seq.get(p, 0)
         seq[p] = seq.get(p, 0) + 1
-        records.append(raw_zone.RawRecord(topic, p, offset, int(kafka_ms[i]), keys[i].encode(), values[i]))
+        key = keys[i] and keys[i].encode()
+        records.append(raw_zone.RawRecord(topic, p, offset, int(kafka_ms[i]), key, values[i]))
     return records
 
 
@@ -278,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", default=config.pipeline_config()["clickstream"]["topic"])
     parser.add_argument("--lake-root", default=config.lake_root(), help="raw zone target (default: %(default)s)")
     parser.add_argument("--bootstrap-servers", default=None, help="produce to Kafka instead of the raw zone")
+    parser.add_argument("--oltp-from", type=date_arg, default=None,
+                        help="also the shop database (jobs/demo_oltp.py): its dump as of this date, 00:00 UTC, "
+                             "under raw/_exports/, and Debezium events on cdc.public.* from then to the last day")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scale = Scale(args.events_per_day, args.users, args.items, args.days)
@@ -294,6 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             files = raw_zone.write_grouped(lake, records)
             log.info("%s: wrote %d records in %d raw files under %s", day, len(records), len(files),
                      lake.raw_topic(args.topic))
+    if args.oltp_from:
+        from jobs import demo_oltp
+
+        genres = [population.settings["genre_words"][c % len(population.settings["genre_words"])]
+                  for c in range(population.clusters)]
+        oltp = demo_oltp.generate(lake, list(population.user_ids), population.item_price, genres,
+                                  population.settings["oltp"], args.seed, args.oltp_from,
+                                  (start - args.oltp_from).days + args.days)
+        log.info("OLTP: initial dump in %s at LSN %d; Debezium records per day %s", oltp["export"],
+                 oltp["watermark"]["lsn"], oltp["records"])
     return 0
 
 

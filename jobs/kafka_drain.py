@@ -58,15 +58,19 @@ class DrainReport:
                 "records_per_second": round(self.records / self.seconds) if self.seconds else None}
 
 
-def _check_broker(admin: AdminClient, conf: dict[str, Any], topic: str, timeout: float) -> list[int]:
-    """Partitions of `topic`; a clear error when the broker or the topic is not there."""
+def _topics(admin: AdminClient, conf: dict[str, Any], timeout: float, topic: str | None = None) -> dict[str, Any]:
+    """The broker's topic metadata (only `topic`'s if given); a clear error when the broker is not there."""
     try:
-        metadata = admin.list_topics(topic=topic, timeout=timeout)
+        return admin.list_topics(topic=topic, timeout=timeout).topics
     except KafkaException as exc:
         raise DrainError(
             f"Kafka broker {conf['bootstrap.servers']} unreachable after {timeout:.0f}s: {exc}"
         ) from None
-    meta = metadata.topics.get(topic)
+
+
+def _check_broker(admin: AdminClient, conf: dict[str, Any], topic: str, timeout: float) -> list[int]:
+    """Partitions of `topic`; a clear error when the broker or the topic is not there."""
+    meta = _topics(admin, conf, timeout, topic).get(topic)
     if meta is None or meta.error is not None:
         raise DrainError(f"topic {topic!r} not found on {conf['bootstrap.servers']}: {meta and meta.error}")
     return sorted(meta.partitions)
@@ -90,6 +94,17 @@ def _plan(consumer: Consumer, admin: AdminClient, topic: str, partitions: list[i
                       "(committed %d < earliest %d)", p, lost, start, low[p])
         plans.append(PartitionReport(p, max(start, low[p]), high[p], lost_to_retention=lost))
     return plans
+
+
+def drain_prefix(bootstrap_servers: str, prefix: str, lake: Lake, extra_conf: dict[str, Any] | None = None,
+                 timeout: float | None = None) -> list[DrainReport]:
+    """Drain every topic named `<prefix>...` (Debezium creates one per captured table, so new tables
+    are picked up, configured or not); no such topic yet is an empty list, not an error."""
+    conf = {"bootstrap.servers": bootstrap_servers, **(extra_conf or {})}
+    timeout = timeout or float(config.pipeline_config()["kafka_drain"]["connect_timeout_seconds"])
+    topics = _topics(AdminClient(conf), conf, timeout)
+    return [drain(bootstrap_servers, topic, lake, extra_conf=extra_conf, timeout=timeout)
+            for topic in sorted(t for t in topics if t.startswith(prefix))]
 
 
 def drain(bootstrap_servers: str, topic: str, lake: Lake, group_id: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,20 @@ def history_path(lake: Lake, table: Table) -> str:
 
 def current_path(lake: Lake, table: Table) -> str:
     return lake.table("silver", f"{table.name}_current")
+
+
+def report_path(lake: Lake, day: dt.date) -> str:
+    return f"{lake.partition('reports', 'cdc', day)}/run.json"
+
+
+def merge_report(lake: Lake, day: dt.date) -> dict[str, Any] | None:
+    """The date's cdc_merge run.json (None: not merged yet); read without Spark, for the DAGs."""
+    from jobs.common import storage
+
+    try:
+        return json.loads(storage.read_bytes(report_path(lake, day)))
+    except FileNotFoundError:
+        return None
 
 
 def snapshots_path(lake: Lake, table: Table) -> str:

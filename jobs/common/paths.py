@@ -64,6 +64,10 @@ class Lake:
         name = f"{topic}-{partition}-{first:020d}-{last:020d}.jsonl"
         return f"{self.raw_dir(topic, kafka_date, partition)}/{name}"
 
+    def export_dir(self, name: str) -> str:
+        """Table exports (dump files) from source systems, landed as delivered, like Kafka records."""
+        return f"{self.table('raw', '_exports')}/{name}"
+
     # date-partitioned zones
     def partition(self, zone: str, table: str, day: dt.date) -> str:
         return f"{self.table(zone, table)}/dt={day.isoformat()}"

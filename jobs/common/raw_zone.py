@@ -65,8 +65,8 @@ def write_raw_file(lake: Lake, records: list[RawRecord]) -> str:
 
 
 def write_grouped(lake: Lake, records: Iterable[RawRecord]) -> list[str]:
-    """Split records (in offset order per partition) by partition and Kafka date, one file each."""
-    groups: dict[tuple[int, dt.date], list[RawRecord]] = {}
+    """Split records (in offset order per partition) by topic, partition and Kafka date, one file each."""
+    groups: dict[tuple[str, int, dt.date], list[RawRecord]] = {}
     for record in records:
-        groups.setdefault((record.partition, record.kafka_date), []).append(record)
+        groups.setdefault((record.topic, record.partition, record.kafka_date), []).append(record)
     return [write_raw_file(lake, group) for _, group in sorted(groups.items())]

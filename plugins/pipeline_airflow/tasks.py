@@ -14,6 +14,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Asset, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from jobs.cdc import settings as cdc_settings
 from jobs.common import config, exit_codes
 from jobs.common.paths import Lake
 from pipeline_airflow.dates import resolve_run_date as _resolve
@@ -39,6 +40,12 @@ RAW_CLICKSTREAM = Asset(name="raw_clickstream", uri=LAKE.raw_topic(TOPIC))
 BRONZE_CLICKSTREAM = Asset(name="bronze_clickstream", uri=LAKE.table("bronze", "clickstream"))
 AB_REPORTS = Asset(name="ab_reports", uri=LAKE.table("reports", "ab"))
 ALS_MODELS = Asset(name="als_models", uri=LAKE.table("models", "als"))
+CDC = cdc_settings.load()
+CDC_SILVER = [Asset(name=f"silver_{t.name}_{kind}", uri=LAKE.table("silver", f"{t.name}_{kind}"))
+              for t in CDC.tables for kind in ("current", "history")]
+#: Airflow connection of the OLTP PostgreSQL database that JDBC snapshots read (host, port, schema =
+#: database, login, password); spark-submit by hand uses $PIPELINE_OLTP_JDBC_URL/_USER/_PASSWORD instead.
+OLTP_CONN_ID = "oltp_postgres"
 #: Airflow connection for the reports bucket: login/password = access key/secret, extra
 #: {"bucket": ..., "prefix": ..., "endpoint_url": ..., "region_name": ...}.
 REPORTS_CONN_ID = "ab_reports_s3"
@@ -51,6 +58,19 @@ def resolve_run_date(**context: Any) -> str:
                     context["dag_run"].run_after)
 
 
+def _kafka() -> tuple[str, dict[str, Any]]:
+    """Bootstrap servers and librdkafka settings from the `kafka_default` connection; skip when raw/ is
+    filled by another writer (`PIPELINE_CLICKSTREAM_SOURCE=raw`, the embedded demo)."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if config.clickstream_source() != "kafka":
+        raise AirflowSkipException("PIPELINE_CLICKSTREAM_SOURCE=raw: raw/ is filled by another writer")
+    conn = Connection.get("kafka_default")
+    extra = dict(conn.extra_dejson)
+    return extra.pop("bootstrap.servers", None) or f"{conn.host}:{conn.port or 9092}", extra
+
+
 @task(pool=SETTINGS["drain_pool"], outlets=[RAW_CLICKSTREAM], doc_md="""
 Drain the clickstream topic from the committed offsets to the high watermarks seen at start
 into `raw/clickstream/` (files named by partition and offset range, written aside then
@@ -59,17 +79,71 @@ connection (extra `bootstrap.servers` and any librdkafka settings). Skipped when
 `PIPELINE_CLICKSTREAM_SOURCE=raw` (the embedded demo writes raw/ directly).
 """)
 def drain_clickstream() -> dict[str, Any]:
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowSkipException
-
     from jobs.kafka_drain import drain
 
-    if config.clickstream_source() != "kafka":
-        raise AirflowSkipException("PIPELINE_CLICKSTREAM_SOURCE=raw: raw/ is filled by another writer")
-    conn = Connection.get("kafka_default")
-    extra = dict(conn.extra_dejson)
-    bootstrap = extra.pop("bootstrap.servers", None) or f"{conn.host}:{conn.port or 9092}"
+    bootstrap, extra = _kafka()
     return drain(bootstrap, TOPIC, LAKE, extra_conf=extra).as_dict()
+
+
+@task(pool=SETTINGS["drain_pool"], doc_md="""
+Drain every `cdc.*` topic (one per table Debezium captures, configured in `include/cdc.yaml` or
+not) into `raw/cdc.<schema>.<table>/`, the same bounded at-least-once copy as the clickstream
+drain. Skipped when `PIPELINE_CLICKSTREAM_SOURCE=raw` (the embedded demo writes raw/ directly).
+""")
+def drain_cdc() -> list[dict[str, Any]]:
+    from jobs.kafka_drain import drain_prefix
+
+    bootstrap, extra = _kafka()
+    return [r.as_dict() for r in drain_prefix(bootstrap, f"{CDC.topic_prefix}.", LAKE, extra_conf=extra)]
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed", doc_md="""
+Go on to `cdc_snapshot` only when the `snapshot_tables` param names tables; otherwise it is
+skipped and `cdc_merge` runs the incremental merge alone.
+""")
+def snapshot_requested(**context: Any) -> bool:
+    tables = list(context["params"].get("snapshot_tables") or [])
+    for name in tables:
+        CDC.table(name)  # an unknown table fails here, before Spark starts
+    print(f"snapshot of {tables}" if tables else "no snapshot requested: incremental merge only")
+    return bool(tables)
+
+
+@task(doc_md="Log the night's CDC merge from `reports/cdc/dt=D/run.json`: status, counts per kind, and "
+      "per table the rows, versions and what each event did (applied, duplicate, flagged).")
+def summarise_cdc(day: str) -> dict[str, Any]:
+    import json
+
+    from jobs.cdc.state import merge_report
+    from jobs.common.paths import as_date
+
+    report = merge_report(LAKE, as_date(day))
+    summary = {"status": report["status"], "counts": report["counts"], "tables": {
+        name: m["counts"] for name, m in report["tables"].items()}}
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+@task.sensor(poke_interval=60 * int(SETTINGS["cdc_wait_poke_minutes"]),
+             timeout=3600 * float(SETTINGS["cdc_wait_timeout_hours"]), mode="reschedule", doc_md="""
+Wait until the `cdc_ingestion` DAG has merged date D (`reports/cdc/dt=D/run.json` says
+`published`), so tonight's outputs see the OLTP tables as of the end of D. A rejected merge fails
+this task at once (not retried); no report within `cdc_wait_timeout_hours` fails it too.
+""")
+def wait_for_cdc(day: str) -> Any:
+    from airflow.sdk import PokeReturnValue
+
+    from jobs.cdc.state import merge_report
+    from jobs.common.paths import as_date
+
+    report = merge_report(LAKE, as_date(day))
+    if report is None:
+        print(f"no CDC merge for {day} yet (reports/cdc/dt={day}/run.json); waiting")
+        return PokeReturnValue(is_done=False)
+    if report["status"] != "published":
+        raise AirflowFailException(f"the CDC merge for {day} was rejected by validation (run {report['run_id']}); "
+                                   f"fix and re-run cdc_ingestion for {day}: {report.get('rejected_batch')}")
+    return PokeReturnValue(is_done=True, xcom_value={"run_id": report["run_id"], "counts": report["counts"]})
 
 
 class SparkJobOperator(SparkSubmitOperator):

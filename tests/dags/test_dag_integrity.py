@@ -46,10 +46,10 @@ print("JSON" + json.dumps(out))
 
 def test_no_import_errors(dagbag):
     assert dagbag["errors"] == {}
-    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion"}
+    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion", "cdc_ingestion"}
 
 
-@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion"])
+@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion", "cdc_ingestion"])
 def test_conventions(dagbag, dag_id):
     dag = dagbag["dags"][dag_id]
     assert dag["doc_md"] and dag["tags"] and dag["catchup"] is False
@@ -64,7 +64,9 @@ def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
     upstream = {task_id: task["upstream"] for task_id, task in dag["tasks"].items()}
     assert upstream["drain_clickstream"] == ["resolve_run_date"]
     assert upstream["clickstream_bronze"] == ["drain_clickstream"]
-    assert upstream["summarise_outputs"] == ["clickstream_bronze", "resolve_run_date"]
+    assert upstream["summarise_outputs"] == ["clickstream_bronze", "resolve_run_date", "wait_for_cdc"]
+    assert upstream["wait_for_cdc"] == ["resolve_run_date"]
+    assert dag["tasks"]["wait_for_cdc"]["type"] == "DecoratedSensorOperator"
     assert dag["params"] == ["als_force_retrain", "als_params", "als_search", "experiments", "full_refresh",
                              "run_date"]
     bronze = dag["tasks"]["clickstream_bronze"]
@@ -95,10 +97,27 @@ def test_nightly_trains_als_after_the_validated_bronze_when_due(dagbag):
     assert tasks["summarise_als"]["upstream"] == ["als_train", "resolve_run_date"]
 
 
+def test_cdc_ingestion_drains_then_snapshots_on_demand_then_merges(dagbag):
+    dag = dagbag["dags"]["cdc_ingestion"]
+    tasks = dag["tasks"]
+    assert dag["order"] == ["resolve_run_date", "drain_cdc", "snapshot_requested", "cdc_snapshot", "cdc_merge",
+                            "summarise_cdc"]
+    assert dag["params"] == ["run_date", "snapshot_dump", "snapshot_format", "snapshot_tables", "snapshot_taken_at",
+                             "snapshot_watermark_binlog", "snapshot_watermark_lsn"]
+    assert tasks["snapshot_requested"]["type"] == "_ShortCircuitDecoratedOperator"
+    assert tasks["snapshot_requested"]["trigger_rule"] == "none_failed"  # runs when the drain is skipped
+    snapshot, merge = tasks["cdc_snapshot"], tasks["cdc_merge"]
+    assert snapshot["type"] == merge["type"] == "SparkJobOperator"
+    assert snapshot["application"] == str(REPO / "jobs" / "cdc_snapshot.py")
+    assert "{{ params.snapshot_tables | join(',') }}" in snapshot["args"]
+    assert merge["upstream"] == ["cdc_snapshot"] and merge["trigger_rule"] == "none_failed"  # merges without one
+    assert "{{ ti.xcom_pull(task_ids='resolve_run_date') }}" in merge["args"]
+
+
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):
     code = """
 import importlib.util, sys
-for name in ("nightly", "clickstream_ingestion"):
+for name in ("nightly", "clickstream_ingestion", "cdc_ingestion"):
     spec = importlib.util.spec_from_file_location(name, f"dags/{name}.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 print(sorted(m for m in ("pyspark", "pandas", "great_expectations", "confluent_kafka") if m in sys.modules))

@@ -11,7 +11,7 @@ import pytest
 
 from jobs import demo_generator
 from jobs.common.paths import Lake
-from tests.airflow_env import REPO, airflow, embedded_env
+from tests.airflow_env import REPO, airflow, demo_snapshot_conf, embedded_env
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def airflow_services(tmp_path_factory):
     airflow(env, "db", "migrate")
     airflow(env, "pools", "set", "kafka_drain", "1", "serialises Kafka drains")
     demo_generator.main(["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "2000", "--users", "300",
-                         "--items", "100", "--lake-root", lake.root])
+                         "--items", "100", "--lake-root", lake.root, "--oltp-from", "2026-11-20"])
     logs = [open(home / f"{name}.log", "wb") for name in ("api-server", "scheduler", "dag-processor")]
     procs = [subprocess.Popen(["airflow", name], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
              for name, log in zip(("api-server", "scheduler", "dag-processor"), logs, strict=True)]
@@ -69,22 +69,35 @@ def airflow_services(tmp_path_factory):
             log.close()
 
 
-def test_trigger_with_params_through_the_api(airflow_services):
-    base, home = airflow_services
-    run = call(base, "POST", "/dags/nightly/dagRuns",
-               {"logical_date": None, "conf": {"run_date": "2026-11-20", "full_refresh": True,
-                                               "als_force_retrain": True, "als_params": {"rank": 12}}})
-    call(base, "PATCH", "/dags/nightly", {"is_paused": False})
+def run_to_end(base: str, dag_id: str, conf: dict) -> tuple[str, dict[str, str]]:
+    """Trigger a DAG run as the UI does (params in conf), unpause, wait; the run's state and task states."""
+    run = call(base, "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+    call(base, "PATCH", f"/dags/{dag_id}", {"is_paused": False})
     deadline = time.monotonic() + 420
     state = run["state"]
     while state not in ("success", "failed") and time.monotonic() < deadline:
         time.sleep(5)
-        state = call(base, "GET", f"/dags/nightly/dagRuns/{run['dag_run_id']}")["state"]
-    tasks = call(base, "GET", f"/dags/nightly/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
-    states = {t["task_id"]: t["state"] for t in tasks}
+        state = call(base, "GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}")["state"]
+    tasks = call(base, "GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")["task_instances"]
+    return state, {t["task_id"]: t["state"] for t in tasks}
+
+
+def test_trigger_with_params_through_the_api(airflow_services):
+    base, home = airflow_services
+    conf = demo_snapshot_conf(home / "lake", "2026-11-20")
+    state, states = run_to_end(base, "cdc_ingestion", conf)
+    assert state == "success", (states, (home / "scheduler.log").read_text()[-3000:])
+    assert states == {"resolve_run_date": "success", "drain_cdc": "skipped", "snapshot_requested": "success",
+                      "cdc_snapshot": "success", "cdc_merge": "success", "summarise_cdc": "success"}
+    cdc = json.loads((home / "lake" / "reports" / "cdc" / "dt=2026-11-20" / "run.json").read_text())
+    dumped = len((home / "lake" / "raw" / "_exports" / "oltp-2026-11-20" / "users.json").read_text().splitlines())
+    assert cdc["tables"]["users"]["counts"]["events"]["r:applied"] == dumped  # the whole snapshot, via the UI params
+
+    state, states = run_to_end(base, "nightly", {"run_date": "2026-11-20", "full_refresh": True,
+                                                 "als_force_retrain": True, "als_params": {"rank": 12}})
     assert state == "success", (states, (home / "scheduler.log").read_text()[-3000:])
     # no reports bucket is configured here: publishing is skipped, the report stays in the lake
-    assert states == {"resolve_run_date": "success", "drain_clickstream": "skipped",
+    assert states == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
                       "clickstream_bronze": "success", "summarise_outputs": "success",
                       "ab_report": "success", "publish_ab_report": "skipped",
                       "als_due": "success", "als_train": "success", "summarise_als": "success"}

@@ -11,7 +11,7 @@ import pytest
 from jobs import demo_generator
 from jobs.common import storage
 from jobs.common.paths import Lake, as_date
-from tests.airflow_env import airflow, embedded_env
+from tests.airflow_env import airflow, demo_snapshot_conf, embedded_env
 
 DAY = "2026-11-20"
 BUCKET = "e2e-reports"
@@ -31,7 +31,13 @@ def env_and_lake(tmp_path_factory, s3_endpoint):
     airflow(env, "db", "migrate")
     airflow(env, "pools", "set", "kafka_drain", "1", "serialises Kafka drains")
     assert demo_generator.main(["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "3000",
-                                "--users", "400", "--items", "200", "--lake-root", lake.root]) == 0
+                                "--users", "400", "--items", "200", "--lake-root", lake.root, "--oltp-from", DAY]) == 0
+    # the nightly waits for the date's CDC merge: onboard the shop's tables from their dump, merge the day
+    result = airflow(env, "dags", "test", "cdc_ingestion", "--conf",
+                     json.dumps(demo_snapshot_conf(home / "lake", DAY)), check=False)
+    assert "DagRun Finished: dag_id=cdc_ingestion" in result.stdout + result.stderr
+    assert re.search(r"DagRun Finished: dag_id=cdc_ingestion, .*?state=success", result.stdout + result.stderr), (
+        (result.stdout + result.stderr)[-3000:])
     return env, lake
 
 
@@ -71,7 +77,7 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint
     env, lake = env_and_lake
     state, tasks = dags_test(env)
     assert state == "success", tasks
-    assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped",
+    assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
                      "clickstream_bronze": "success", "summarise_outputs": "success",
                      "ab_report": "success", "publish_ab_report": "success",
                      "als_due": "success", "als_train": "success", "summarise_als": "success"}
@@ -122,6 +128,7 @@ def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake,
     assert tasks["summarise_outputs"] == "upstream_failed"
     assert tasks["ab_report"] == "upstream_failed" and tasks["publish_ab_report"] == "upstream_failed"
     assert tasks["als_due"] == tasks["als_train"] == tasks["summarise_als"] == "upstream_failed"
+    assert tasks["wait_for_cdc"] == "success"  # the CDC tables do not depend on the clickstream gate
     assert manifest(lake)["run_id"] == before["run_id"] and bronze_rows(spark, lake) == before_rows
     rejected = storage.list_files(f"{lake.root}/quarantine/_rejected_batches/bronze/clickstream/dt={DAY}",
                                   "_manifest.json")

@@ -24,18 +24,24 @@ def test_tombstone_has_neither_value():
     assert env["value"] is None and env["value_b64"] is None
 
 
-def test_write_grouped_splits_by_partition_and_kafka_date(lake, tmp_path: Path):
+def test_write_grouped_splits_by_topic_partition_and_kafka_date(lake, tmp_path: Path):
     day1, day2 = 1795132800000, 1795132800000 + 86_400_000  # 2026-11-20, 2026-11-21 00:00 UTC
     records = [RawRecord("clickstream", 0, 10, day1 + 5, None, b"a"),
                RawRecord("clickstream", 0, 11, day2 + 5, None, b"b"),
-               RawRecord("clickstream", 1, 7, day1 + 9, None, b"c")]
+               RawRecord("clickstream", 1, 7, day1 + 9, None, b"c"),
+               RawRecord("cdc.public.users", 0, 10, day1 + 6, None, b"d")]
     files = raw_zone.write_grouped(lake, records)
-    assert [f.rsplit("/", 3)[1:] for f in files] == [
-        ["kafka_date=2026-11-20", "partition=0", "clickstream-0-00000000000000000010-00000000000000000010.jsonl"],
-        ["kafka_date=2026-11-21", "partition=0", "clickstream-0-00000000000000000011-00000000000000000011.jsonl"],
-        ["kafka_date=2026-11-20", "partition=1", "clickstream-1-00000000000000000007-00000000000000000007.jsonl"],
+    assert [f.rsplit("/", 4)[1:] for f in files] == [
+        ["cdc.public.users", "kafka_date=2026-11-20", "partition=0",
+         "cdc.public.users-0-00000000000000000010-00000000000000000010.jsonl"],
+        ["clickstream", "kafka_date=2026-11-20", "partition=0",
+         "clickstream-0-00000000000000000010-00000000000000000010.jsonl"],
+        ["clickstream", "kafka_date=2026-11-21", "partition=0",
+         "clickstream-0-00000000000000000011-00000000000000000011.jsonl"],
+        ["clickstream", "kafka_date=2026-11-20", "partition=1",
+         "clickstream-1-00000000000000000007-00000000000000000007.jsonl"],
     ]
-    assert json.loads(storage.read_bytes(files[1]))["value"] == "b"
+    assert json.loads(storage.read_bytes(files[2]))["value"] == "b"
     leftovers = [p for p in (tmp_path / "lake").rglob("*") if p.name.startswith(".")]
     assert leftovers == []  # write aside + rename leaves no temp files behind
 

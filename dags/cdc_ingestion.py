@@ -1,0 +1,91 @@
+"""
+### CDC ingestion
+
+Runs at 00:30 UTC and merges the **previous UTC day** (Kafka date D) of the OLTP database's
+Debezium change events: drains every `cdc.*` topic into `raw/` (`drain_cdc`), then `cdc_merge`
+writes the change log to `bronze/cdc_changes/dt=D` (bad events to `quarantine/` with a reason),
+merges it into `silver/<table>_current` and `silver/<table>_history` (SCD type 2) behind the GX
+gates, and writes `reports/cdc/dt=D/run.json`. The nightly DAG waits for that report.
+
+**Onboarding a table** (Trigger DAG w/ config): `snapshot_tables` (table names from
+`include/cdc.yaml`) runs `cdc_snapshot` first: a parallel JDBC read of the `oltp_postgres`
+connection with the WAL position as its watermark, or, with `snapshot_dump`, a CSV/JSON export
+(`{table}` in the path stands for the table name) with the position it was taken at
+(`snapshot_watermark_lsn`, or `snapshot_watermark_binlog` for MySQL) and its time
+(`snapshot_taken_at`). The merge then starts from the snapshot and applies only the changes
+after the watermark. `run_date` re-runs one day; a
+re-run or a replayed day changes nothing (events are de-duplicated by key, position and op).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param
+from airflow.timetables.trigger import CronTriggerTimetable
+from pipeline_airflow.tasks import (
+    CDC,
+    CDC_SILVER,
+    DAG_DEFAULTS,
+    LAKE,
+    OLTP_CONN_ID,
+    RUN_DATE,
+    drain_cdc,
+    resolve_run_date,
+    snapshot_requested,
+    spark_job,
+    summarise_cdc,
+)
+
+from jobs.common import config
+
+OLTP = f"conn.get('{OLTP_CONN_ID}')"
+
+with DAG(
+    dag_id="cdc_ingestion",
+    schedule=CronTriggerTimetable("30 0 * * *", timezone="UTC"),
+    doc_md=__doc__,
+    tags=["ingestion", "cdc"],
+    **DAG_DEFAULTS,
+    params={
+        "run_date": Param(None, type=["null", "string"], format="date",
+                          description="Kafka date to merge (default: the day before the run)"),
+        "snapshot_tables": Param([], type="array", items={"type": "string", "enum": [t.name for t in CDC.tables]},
+                                 description="Take a full snapshot of these tables first (onboarding, re-sync)"),
+        "snapshot_dump": Param(None, type=["null", "string"],
+                               description="Read a CSV/JSON export instead of JDBC, e.g. "
+                                           "file:///exports/{table}.json ({table}: the table name)"),
+        "snapshot_format": Param("json", enum=["json", "csv"], description="Format of snapshot_dump"),
+        "snapshot_watermark_lsn": Param(None, type=["null", "string"],
+                                        description="PostgreSQL LSN when the export started (dump only)"),
+        "snapshot_watermark_binlog": Param(None, type=["null", "string"],
+                                           description="MySQL binlog file:pos when the export started (dump only)"),
+        "snapshot_taken_at": Param(None, type=["null", "string"],
+                                   description="When the export started, ISO-8601 UTC (dump only; default: now)"),
+    },
+):
+    run_date = resolve_run_date()
+    snapshot = spark_job(
+        "cdc_snapshot",
+        ["--tables", "{{ params.snapshot_tables | join(',') }}", "--lake-root", LAKE.root,
+         "--dump", "{{ params.snapshot_dump or '' }}", "--format", "{{ params.snapshot_format }}",
+         "--watermark-lsn", "{{ params.snapshot_watermark_lsn or '' }}",
+         "--watermark-binlog", "{{ params.snapshot_watermark_binlog or '' }}",
+         "--taken-at", "{{ params.snapshot_taken_at or '' }}"],
+        doc_md="Full snapshot of the requested tables (JDBC range-partitioned reads, or the dump) with its "
+               "watermark, into bronze/cdc_snapshots/<table>/; the next merge starts from it.",
+        jars=config.jdbc_driver_jar(),
+        env_vars={  # from the oltp_postgres connection; the job says so when it is missing
+            "PIPELINE_OLTP_JDBC_URL": f"{{% set c = {OLTP} %}}{{% if c %}}jdbc:postgresql://{{{{ c.host }}}}:"
+                                      "{{ c.port or 5432 }}/{{ c.schema }}{% endif %}",
+            "PIPELINE_OLTP_USER": f"{{% set c = {OLTP} %}}{{{{ c.login if c else '' }}}}",
+            "PIPELINE_OLTP_PASSWORD": f"{{% set c = {OLTP} %}}{{{{ c.password if c else '' }}}}",
+        },
+    )
+    merge = spark_job(
+        "cdc_merge",
+        ["--date", RUN_DATE, "--lake-root", LAKE.root],
+        doc_md="Change log to bronze (quarantine with reasons), SCD2 merge into silver <table>_current and "
+               "<table>_history, GX gates, atomic publish, reports/cdc/dt=D/run.json.",
+        trigger_rule="none_failed",
+        outlets=CDC_SILVER,
+    )
+    run_date >> drain_cdc() >> snapshot_requested() >> snapshot >> merge >> summarise_cdc(run_date)
