@@ -7,6 +7,6 @@ setup:
 	bash scripts/pipeline.sh setup
 lint: setup
 	.venv/bin/ruff check .
-bench: setup   ## raw->bronze vs DuckDB, Kafka drain, A/B report at scale, ALS vs implicit; figures in docs/BENCHMARKS.md
+bench: setup   ## raw->bronze vs DuckDB, Kafka drain, A/B report at scale, ALS vs implicit, CDC merge vs DuckDB; figures in docs/BENCHMARKS.md
 	. scripts/env.sh && python benchmarks/bronze_vs_duckdb.py && python benchmarks/kafka_drain_throughput.py \
-	  && python benchmarks/ab_report_scale.py && python benchmarks/als_vs_implicit.py
+	  && python benchmarks/ab_report_scale.py && python benchmarks/als_vs_implicit.py && python benchmarks/cdc_merge_scale.py

@@ -279,6 +279,14 @@ def write_dump(shop: Shop, directory: str, taken_at: dt.datetime) -> dict[str, A
     return watermark
 
 
+def snapshot_params(lake: Lake, day: str) -> dict[str, Any]:
+    """The cdc_ingestion DAG params that onboard the demo shop from the dump generated as of `day`."""
+    export = lake.export_dir(f"oltp-{day}")
+    watermark = json.loads(storage.read_bytes(f"{export}/_watermark.json"))
+    return {"run_date": day, "snapshot_tables": sorted(watermark["rows"]), "snapshot_dump": f"{export}/{{table}}.json",
+            "snapshot_watermark_lsn": str(watermark["lsn"]), "snapshot_taken_at": watermark["taken_at"]}
+
+
 def generate(lake: Lake, user_ids: list[str], item_prices: np.ndarray, genres: list[str],
              settings: dict[str, Any], seed: int, start: dt.date, days: int) -> dict[str, Any]:
     """The initial dump (under raw/exports/) and `days` days of CDC records into the raw zone."""

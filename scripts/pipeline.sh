@@ -62,28 +62,41 @@ else:
 PY
 }
 
+run_dag() {  # airflow dags test DAG CONF; on failure show the errors and the log, and stop
+  local dag=$1 log="$AIRFLOW_HOME/demo-$1.log"
+  airflow dags test "$dag" --conf "$2" > "$log" 2>&1 || true
+  if ! grep -q "DagRun Finished: dag_id=$dag.*state=success" "$log"; then
+    grep -E "ERROR|failed|Failed" "$log" | tail -20
+    echo "$dag DAG run failed; full log: $log" >&2
+    exit 1
+  fi
+}
+
 demo() {
   setup
   airflow_db
   local first before
   first=$(date -d "$DEMO_DATE -8 day" +%F)  # two days before the experiments start: CUPED's pre-period
   before=$(date -d "$DEMO_DATE -1 day" +%F)
-  echo "== generating nine days of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw"
-  python -m jobs.demo_generator --start-date "$first" --days 9 --users 12000 --events-per-day 30000
+  echo "== generating nine days of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw,"
+  echo "   and the shop database: its dump as of $before and Debezium events for $before .. $DEMO_DATE"
+  python -m jobs.demo_generator --start-date "$first" --days 9 --users 12000 --events-per-day 30000 \
+    --oltp-from "$before"
   echo "== backfilling bronze for $first .. $before and A/B history for the two nights before (spark-submit)"
   spark_submit jobs/clickstream_bronze.py --date "$first" --end-date "$before" > "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   spark_submit jobs/ab_report.py --date "$(date -d "$DEMO_DATE -2 day" +%F)" --end-date "$before" \
     >> "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   echo "== training the first ALS model on the data up to $(date -d "$DEMO_DATE -3 day" +%F) (spark-submit): tonight's champion"
   spark_submit jobs/als_train.py --date "$(date -d "$DEMO_DATE -3 day" +%F)" >> "$AIRFLOW_HOME/demo-backfill.log" 2>&1
+  echo "== airflow dags test cdc_ingestion: onboard users, subscriptions, items from the dump, merge $before"
+  run_dag cdc_ingestion "$(python -c 'import json, sys; from jobs.common import config; from jobs.common.paths import Lake
+from jobs.demo_oltp import snapshot_params
+print(json.dumps(snapshot_params(Lake(config.lake_root()), sys.argv[1])))' "$before")"
+  echo "== airflow dags test cdc_ingestion (run_date=$DEMO_DATE): the incremental merge"
+  run_dag cdc_ingestion "{\"run_date\": \"$DEMO_DATE\"}"
   start_s3
   echo "== airflow dags test nightly (run_date=$DEMO_DATE)"
-  airflow dags test nightly --conf "{\"run_date\": \"$DEMO_DATE\"}" > "$AIRFLOW_HOME/demo-run.log" 2>&1 || true
-  if ! grep -q "DagRun Finished: dag_id=nightly.*state=success" "$AIRFLOW_HOME/demo-run.log"; then
-    grep -E "ERROR|failed|Failed" "$AIRFLOW_HOME/demo-run.log" | tail -20
-    echo "nightly DAG run failed; full log: $AIRFLOW_HOME/demo-run.log" >&2
-    exit 1
-  fi
+  run_dag nightly "{\"run_date\": \"$DEMO_DATE\"}"
   python - "$DEMO_DATE" <<'PY'
 import json, os, sys
 import boto3
@@ -106,6 +119,12 @@ print("A/B verdicts:")
 for entry in json.loads(storage.read_bytes(f"{reports}/report.json"))["experiments"]:
     print(f"  {entry['id']}: {entry['verdict']['text']}")
 als = json.loads(storage.read_bytes(f"{lake.partition('reports', 'als', day)}/run.json"))
+cdc = json.loads(storage.read_bytes(f"{lake.partition('reports', 'cdc', day)}/run.json"))
+print(f"CDC merge of the shop database ({cdc['status']}): {json.dumps(cdc['counts'])}")
+for name, table in cdc["tables"].items():
+    counts = table["counts"]
+    print(f"  silver/{name}_current {counts['current_rows']} rows, {name}_history {counts['history_rows']} versions; "
+          f"tonight {json.dumps(counts['events'])}")
 print(f"ALS embeddings: {als['status']}: {als['reason']}")
 if als["status"] == "trained":
     for name in ("model", "popularity", "champion"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -23,11 +22,3 @@ def embedded_env(home: Path, lake_root: str) -> dict[str, str]:
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["airflow", *args], env=env, capture_output=True, text=True, check=check, cwd=REPO)
 
-
-def demo_snapshot_conf(lake_dir: Path, day: str) -> dict:
-    """cdc_ingestion params that onboard the demo shop from its dump (jobs.demo_generator --oltp-from day)."""
-    export = lake_dir / "raw" / "_exports" / f"oltp-{day}"
-    watermark = json.loads((export / "_watermark.json").read_text())
-    return {"run_date": day, "snapshot_tables": ["users", "subscriptions", "items"],
-            "snapshot_dump": f"{export.as_uri()}/{{table}}.json", "snapshot_watermark_lsn": str(watermark["lsn"]),
-            "snapshot_taken_at": watermark["taken_at"]}

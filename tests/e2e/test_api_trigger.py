@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
-from jobs import demo_generator
+from jobs import demo_generator, demo_oltp
 from jobs.common.paths import Lake
-from tests.airflow_env import REPO, airflow, demo_snapshot_conf, embedded_env
+from tests.airflow_env import REPO, airflow, embedded_env
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ def run_to_end(base: str, dag_id: str, conf: dict) -> tuple[str, dict[str, str]]
 
 def test_trigger_with_params_through_the_api(airflow_services):
     base, home = airflow_services
-    conf = demo_snapshot_conf(home / "lake", "2026-11-20")
+    conf = demo_oltp.snapshot_params(Lake((home / "lake").as_uri()), "2026-11-20")
     state, states = run_to_end(base, "cdc_ingestion", conf)
     assert state == "success", (states, (home / "scheduler.log").read_text()[-3000:])
     assert states == {"resolve_run_date": "success", "drain_cdc": "skipped", "snapshot_requested": "success",

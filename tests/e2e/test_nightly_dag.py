@@ -8,10 +8,10 @@ import re
 import boto3
 import pytest
 
-from jobs import demo_generator
+from jobs import demo_generator, demo_oltp
 from jobs.common import storage
 from jobs.common.paths import Lake, as_date
-from tests.airflow_env import airflow, demo_snapshot_conf, embedded_env
+from tests.airflow_env import airflow, embedded_env
 
 DAY = "2026-11-20"
 BUCKET = "e2e-reports"
@@ -34,7 +34,7 @@ def env_and_lake(tmp_path_factory, s3_endpoint):
                                 "--users", "400", "--items", "200", "--lake-root", lake.root, "--oltp-from", DAY]) == 0
     # the nightly waits for the date's CDC merge: onboard the shop's tables from their dump, merge the day
     result = airflow(env, "dags", "test", "cdc_ingestion", "--conf",
-                     json.dumps(demo_snapshot_conf(home / "lake", DAY)), check=False)
+                     json.dumps(demo_oltp.snapshot_params(lake, DAY)), check=False)
     assert "DagRun Finished: dag_id=cdc_ingestion" in result.stdout + result.stderr
     assert re.search(r"DagRun Finished: dag_id=cdc_ingestion, .*?state=success", result.stdout + result.stderr), (
         (result.stdout + result.stderr)[-3000:])

@@ -144,3 +144,42 @@ def test_generator_to_kafka_to_raw_round_trip(kafka_broker, lake):
     report = kafka_drain.drain(kafka_broker, topic, lake, group_id="g-gen")
     assert report.records == len(records)
     assert sorted(line["value"] for line in landed(lake, topic)) == sorted(r.value.decode() for r in records)
+
+
+def test_cdc_topics_drained_by_prefix_then_snapshot_plus_merge_equals_the_database(kafka_broker, lake, spark):
+    """Debezium-shaped events of the demo shop through a real broker: every cdc.* topic is drained (the
+    unconfigured one too), and the dump's snapshot plus the merged day equals the database at the end."""
+    import numpy as np
+
+    from jobs import cdc_merge, cdc_snapshot, demo_oltp
+    from jobs import demo_generator as gen
+    from jobs.cdc import settings as cdc_settings
+
+    day = dt.date(2026, 11, 20)
+    shop = demo_oltp.initial_shop([f"u{i:07d}" for i in range(300)], np.full(40, 9.99), ["jazz", "rock"],
+                                  gen.load_settings()["oltp"], 5, day)
+    watermark = demo_oltp.write_dump(shop, lake.export_dir("it"), dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    records = demo_oltp.day_records(shop, day)  # the shop is now at the end of the day
+    topics = sorted({r.topic for r in records})
+    admin = AdminClient({"bootstrap.servers": kafka_broker})
+    for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
+        future.result(10)
+    gen.produce(records, kafka_broker)
+
+    drained = kafka_drain.drain_prefix(kafka_broker, "cdc.", lake)
+    assert {r.topic: r.records for r in drained} == {t: sum(r.topic == t for r in records) for t in topics}
+    assert "cdc.public.audit_log" in topics
+
+    cdc = cdc_settings.load()
+    for table in cdc.tables:
+        cdc_snapshot.snapshot_dump(spark, lake, table, f"{lake.export_dir('it')}/{table.name}.json", "json",
+                                   [watermark["lsn"]], watermark["taken_at"])
+    report = cdc_merge.run(spark, lake, day, cdc)
+    assert report["status"] == "published", cdc_merge.failures(report)
+    assert report["unconfigured_sources"] == ["public.audit_log"]
+    assert report["counts"]["quarantined:unknown_op"] == report["counts"]["quarantined:malformed_json"] == 1
+    subscriptions = spark.read.parquet(lake.table("silver", "subscriptions_current"))
+    assert sorted((r.subscription_id, r.plan, r.status) for r in subscriptions.collect()) == sorted(
+        (r["subscription_id"], r["plan"], r["status"]) for r in shop.rows["subscriptions"].values())
+    users = spark.read.parquet(lake.table("silver", "users_current")).select("user_id").collect()
+    assert sorted(r.user_id for r in users) == sorted(r["user_id"] for r in shop.rows["users"].values())
