@@ -264,7 +264,7 @@ def _add_bad_records(shop: Shop, outbox: Outbox, day: dt.date) -> None:
     for entries in outbox.topics.values():
         valued = [e for e in entries if e[3] is not None]
         share = float(shop.settings["redelivery_share"])
-        picked = shop.rng.choice(len(valued), int(len(valued) * share), replace=False) if valued else []
+        picked = shop.rng.choice(len(valued), int(np.ceil(len(valued) * share)), replace=False) if valued else []
         entries += [(valued[i][0], valued[i][1] + 60_000, valued[i][2], valued[i][3]) for i in sorted(picked)]
 
 
