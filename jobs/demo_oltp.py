@@ -235,6 +235,7 @@ def day_records(shop: Shop, day: dt.date) -> list[raw_zone.RawRecord]:
             outbox.add(_topic(shop, change), change.key, json.dumps(event, separators=(",", ":")), kafka_ms)
             if change.op == "d":
                 outbox.add(_topic(shop, change), change.key, None, kafka_ms + 1)  # the tombstone
+    _redeliver(shop, outbox)
     _add_bad_records(shop, outbox, day)
     records = []
     for topic, entries in sorted(outbox.topics.items()):
@@ -244,8 +245,17 @@ def day_records(shop: Shop, day: dt.date) -> list[raw_zone.RawRecord]:
     return records
 
 
+def _redeliver(shop: Shop, outbox: Outbox) -> None:
+    """At-least-once delivery: a share of the records (at least one per topic) arrives twice."""
+    share = float(shop.settings["redelivery_share"])
+    for entries in outbox.topics.values():
+        valued = [e for e in entries if e[3] is not None]
+        picked = shop.rng.choice(len(valued), int(np.ceil(len(valued) * share)), replace=False) if valued else []
+        entries += [(valued[i][0], valued[i][1] + 60_000, valued[i][2], valued[i][3]) for i in sorted(picked)]
+
+
 def _add_bad_records(shop: Shop, outbox: Outbox, day: dt.date) -> None:
-    """One of each kind of bad record, and re-deliveries of a share of the good ones."""
+    """One of each kind of bad record."""
     noon = dt.datetime.combine(day, dt.time(12), dt.UTC)
     kafka_ms = _micros(noon) // 1000
     user = next(iter(shop.rows["users"].values()))
@@ -261,11 +271,6 @@ def _add_bad_records(shop: Shop, outbox: Outbox, day: dt.date) -> None:
     outbox.add(_topic(shop, Change(UNCONFIGURED_SOURCE, "c", {}, None, None)), {"id": 1}, json.dumps(audit),
                kafka_ms)
     outbox.add(users_topic, {"user_id": user["user_id"]}, None, kafka_ms)  # a tombstone without its delete
-    for entries in outbox.topics.values():
-        valued = [e for e in entries if e[3] is not None]
-        share = float(shop.settings["redelivery_share"])
-        picked = shop.rng.choice(len(valued), int(np.ceil(len(valued) * share)), replace=False) if valued else []
-        entries += [(valued[i][0], valued[i][1] + 60_000, valued[i][2], valued[i][3]) for i in sorted(picked)]
 
 
 def write_dump(shop: Shop, directory: str, taken_at: dt.datetime) -> dict[str, Any]:
