@@ -54,5 +54,5 @@ def test_shop_matches_the_clickstream_ids_parses_and_carries_each_bad_record(tmp
     assert kinds["unknown_op"] == kinds["missing_primary_key"] == kinds["malformed_json"] == days
     assert kinds["no_primary_key_configured"] == days  # public.audit_log, captured but not configured
     assert kinds["tombstone"] == len(deletes) + days  # one per delete (not per re-delivery), one stray a day
-    assert sum(n - 1 for v, n in values.items() if v is not None) >= 3 * days  # re-deliveries, 1+ a topic a day
+    assert sum(n - 1 for v, n in values.items() if v is not None) >= days  # re-deliveries: 1+ per busy topic a day
     assert ops["c"] > 0 and ops["u"] > 0 and ops["d"] > 0 and min(positions) > watermark["lsn"]
