@@ -29,7 +29,12 @@ def spark() -> Iterator:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", "3g")
+        # one session runs every Spark test: keep the status store (plans of every query, also without
+        # the UI) small, so the driver heap is there for broadcasts and GX rather than for old plans
+        .config("spark.sql.ui.retainedExecutions", "50")
+        .config("spark.ui.retainedJobs", "100")
+        .config("spark.ui.retainedStages", "100")
         .config("spark.jars", config.jdbc_driver_jar())  # PostgreSQL JDBC for the snapshot tests
         .getOrCreate()
     )
