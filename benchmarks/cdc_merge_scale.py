@@ -29,6 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cdc import merge, settings
+from jobs.cdc_merge import write_table
 
 TABLE = settings.parse({"tables": {"accounts": {"source": "public.accounts", "primary_key": ["id"], "columns": {
     "id": "bigint", "plan": "string", "price": "decimal(10,2)", "changed_at": "timestamp"}}}}).table("accounts")
@@ -74,14 +75,10 @@ def changes_of(spark: SparkSession, changes: int, keys: int) -> DataFrame:
 def timed_merge(spark: SparkSession, silver: merge.Silver, changes: DataFrame, directory: str) -> dict:
     started = time.perf_counter()
     merged = merge.merge(TABLE, silver, changes)
-    merged.history.coalesce(int(spark.conf.get("spark.sql.shuffle.partitions"))).write.mode("overwrite").parquet(
-        f"{directory}/history")
-    merged.current.coalesce(int(spark.conf.get("spark.sql.shuffle.partitions"))).write.mode("overwrite").parquet(
-        f"{directory}/current")
+    history = write_table(merged.history, f"{directory}/history")  # as cdc_merge writes the staged tables
+    current = write_table(merged.current, f"{directory}/current")
     seconds = time.perf_counter() - started
-    history = spark.read.parquet(f"{directory}/history")
-    return {"seconds": round(seconds, 1), "history_rows": history.count(),
-            "current_rows": spark.read.parquet(f"{directory}/current").count()}
+    return {"seconds": round(seconds, 1), "history_rows": history.count(), "current_rows": current.count()}
 
 
 DUCKDB_MERGE = """

@@ -10,7 +10,7 @@ Great Expectations suites before anything is published; then bronze, quarantine,
 history and current are swapped in by rename and `reports/cdc/dt=D/run.json` says what
 happened, with every count. A failed gate publishes nothing and exits 3.
 
-    spark-submit jobs/cdc_merge.py --date 2026-11-20 [--export DIR] [--lake-root URI]
+    spark-submit jobs/cdc_merge.py --date 2026-11-20 [--end-date 2026-11-22 | --export DIR] [--lake-root URI]
 """
 
 from __future__ import annotations
@@ -74,28 +74,32 @@ def _write(df: DataFrame, uri: str) -> DataFrame:
     return df.sparkSession.read.parquet(uri)
 
 
-def _write_table(df: DataFrame, uri: str) -> DataFrame:
+def write_table(df: DataFrame, uri: str) -> DataFrame:
     """A whole silver table, in at most spark.sql.shuffle.partitions files (merged without a shuffle), so
     the copied untouched part and each night's new part do not add up to ever more small files."""
     return _write(df.coalesce(int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))), uri)
 
 
 def merge_table(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table, changes: DataFrame,
-                tombstones: DataFrame, day: dt.date, run_id: str) -> dict[str, Any]:
-    """Merge one table into staging and validate it; returns what to publish and the counts."""
+                tombstones: DataFrame, day: dt.date, run_id: str, has_changes: bool) -> dict[str, Any] | None:
+    """Merge one table into staging and validate it; returns what to publish and the counts, or None
+    when there is nothing to merge (no changes and no pending snapshot: silver stays as it is)."""
     from jobs.common.validation import validate  # GX import is slow: only when validating
 
-    current_state = state.read_state(spark, lake_fs, lake, table)
-    applied = list(current_state.manifest.get("applied_snapshots", []))
+    published = state.history_manifest(lake_fs, lake, table)
+    applied = list(published.get("applied_snapshots", []))
     snapshot, snapshot_ids = state.pending_snapshot(spark, lake_fs, lake, table, applied)
-    watermark = snapshot.watermark if snapshot else current_state.silver.watermark
+    if snapshot is None and not has_changes:
+        return None
+    silver = state.silver_of(spark, lake, table, published)
+    watermark = snapshot.watermark if snapshot else silver.watermark
     before_watermark = changes.where(F.col("pos") <= merge.position(watermark)).count() if watermark else 0
-    merged = merge.merge(table, current_state.silver, changes, snapshot)
+    merged = merge.merge(table, silver, changes, snapshot)
     merged.events.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         staged = {kind: lake.table_staging("silver", f"{table.name}_{kind}", run_id) for kind in ("history", "current")}
-        history = _write_table(merged.history, staged["history"])
-        current = _write_table(merged.current, staged["current"])
+        history = write_table(merged.history, staged["history"])
+        current = write_table(merged.current, staged["current"])
         outcomes = merge.count_outcomes(merged.events)
     finally:
         merged.events.unpersist()
@@ -139,6 +143,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
     lake_fs = LakeFS(spark)
     run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     parsed, inputs = read_changes(spark, lake_fs, lake, cdc, day, export)
+    # the day's tombstones and quarantine, written once so the parse is not re-run; deleted at the end
+    scratch = {name: lake.staging("bronze", f"_cdc_{name}", day, run_id) for name in ("tombstones", "quarantine")}
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = changelog.count_kinds(parsed)
@@ -148,8 +154,8 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
         bronze = _write(changelog.to_bronze(parsed), bronze_staged)
         quarantine = changelog.to_quarantine(parsed)
         tombstones = parsed.where(F.col("kind") == "tombstone").select("table", "key")
-        tombstones = _write(tombstones, lake.staging("bronze", "_cdc_tombstones", day, run_id))
-        quarantine = _write(quarantine, lake.staging("bronze", "_cdc_quarantine", day, run_id))
+        tombstones = _write(tombstones, scratch["tombstones"])
+        quarantine = _write(quarantine, scratch["quarantine"])
     finally:
         parsed.unpersist()
     for source in unconfigured:
@@ -160,11 +166,13 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
     tables: dict[str, dict[str, Any]] = {}
     per_table = {r["table"]: r["count"] for r in bronze.groupBy("table").count().collect()}
     for table in cdc.tables if gate.success else []:
-        if not per_table.get(table.name) and not state.has_pending_snapshot(lake_fs, lake, table):
+        result = merge_table(spark, lake_fs, lake, table, bronze.where(F.col("table") == table.name),
+                             tombstones.where(F.col("table") == table.name), day, run_id,
+                             has_changes=bool(per_table.get(table.name)))
+        if result is None:
             log.info("%s: no changes on %s and no pending snapshot; silver unchanged", table.name, day)
-            continue
-        tables[table.name] = merge_table(spark, lake_fs, lake, table, bronze.where(F.col("table") == table.name),
-                                         tombstones.where(F.col("table") == table.name), day, run_id)
+        else:
+            tables[table.name] = result
     bad_tombstones = [r["unmatched_tombstones"].select(
         F.lit("tombstone_without_delete").alias("reason"), F.lit("tombstone").alias("kind"), "table", "key")
         for r in tables.values()]
@@ -184,8 +192,6 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
         "tables": {name: r["manifest"] for name, r in tables.items()},
     }
     ok = gate.success and all(r["ok"] for r in tables.values())
-    scratch = [lake.staging("bronze", "_cdc_tombstones", day, run_id), lake.staging("bronze", "_cdc_quarantine", day,
-                                                                                   run_id)]
     if ok:
         lake_fs.write_text(lake.manifest(bronze_staged), json.dumps(report, indent=2, default=str))
         lake_fs.publish(bronze_staged, lake.partition("bronze", state.CHANGES, day))
@@ -202,7 +208,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
             lake_fs.move(path, f"{rejected}/{name}")
             lake_fs.prune_staging(path)
         report.update(status="rejected", rejected_batch=rejected)
-    for path in scratch:
+    for path in scratch.values():
         lake_fs.delete(path)
         lake_fs.prune_staging(path)
     report["seconds"] = round(time.time() - started, 2)

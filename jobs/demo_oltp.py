@@ -185,13 +185,19 @@ def _apply(shop: Shop, what: str, row: dict[str, Any] | None, at: dt.datetime) -
     return [shop.put("subscriptions", {**row, "status": "active", "cancelled_at": None, "updated_at": at})]
 
 
+def _source(shop: Shop, table: str) -> str:
+    """`<schema>.<table>` of a configured table name, or the unconfigured source itself."""
+    return table if table == UNCONFIGURED_SOURCE else shop.cdc.table(table).source
+
+
+def _topic(shop: Shop, table: str) -> str:
+    return f"{shop.cdc.topic_prefix}.{_source(shop, table)}"
+
+
 def _envelope(shop: Shop, change: Change, at: dt.datetime, tx_id: int) -> dict[str, Any]:
-    if change.table == UNCONFIGURED_SOURCE:
-        schema, name, types = "public", "audit_log", {}
-    else:
-        table = shop.cdc.table(change.table)
-        schema, name = table.source.split(".", 1)
-        types = {c.name: c.type for c in table.columns}
+    schema, name = _source(shop, change.table).split(".", 1)
+    configured = change.table != UNCONFIGURED_SOURCE
+    types = {c.name: c.type for c in shop.cdc.table(change.table).columns} if configured else {}
     previous, shop.lsn = shop.lsn, shop.lsn + int(shop.rng.integers(40, 4000))
     ts_ms = _micros(at) // 1000
     return {
@@ -202,11 +208,6 @@ def _envelope(shop: Shop, change: Change, at: dt.datetime, tx_id: int) -> dict[s
                    "schema": schema, "table": name, "txId": tx_id, "lsn": shop.lsn, "xmin": None},
         "transaction": None, "op": change.op, "ts_ms": ts_ms + int(shop.rng.integers(5, 900)),
     }
-
-
-def _topic(shop: Shop, change: Change) -> str:
-    source = UNCONFIGURED_SOURCE if change.table == UNCONFIGURED_SOURCE else shop.cdc.table(change.table).source
-    return f"{shop.cdc.topic_prefix}.{source}"
 
 
 @dataclass
@@ -232,9 +233,9 @@ def day_records(shop: Shop, day: dt.date) -> list[raw_zone.RawRecord]:
         for change in changes:
             event = _envelope(shop, change, at, shop.tx_id)
             kafka_ms = event["ts_ms"] + int(shop.rng.integers(20, 2000))
-            outbox.add(_topic(shop, change), change.key, json.dumps(event, separators=(",", ":")), kafka_ms)
+            outbox.add(_topic(shop, change.table), change.key, json.dumps(event, separators=(",", ":")), kafka_ms)
             if change.op == "d":
-                outbox.add(_topic(shop, change), change.key, None, kafka_ms + 1)  # the tombstone
+                outbox.add(_topic(shop, change.table), change.key, None, kafka_ms + 1)  # the tombstone
     _redeliver(shop, outbox)
     _add_bad_records(shop, outbox, day)
     records = []
@@ -259,7 +260,7 @@ def _add_bad_records(shop: Shop, outbox: Outbox, day: dt.date) -> None:
     noon = dt.datetime.combine(day, dt.time(12), dt.UTC)
     kafka_ms = _micros(noon) // 1000
     user = next(iter(shop.rows["users"].values()))
-    users_topic = f"{shop.cdc.topic_prefix}.{shop.cdc.table('users').source}"
+    users_topic = _topic(shop, "users")
     good = _envelope(shop, Change("users", "u", {"user_id": user["user_id"]}, None, user), noon, shop.tx_id)
     unknown_op = {**good, "op": "x"}
     no_key = {**good, "after": {k: v for k, v in good["after"].items() if k != "user_id"}}
@@ -268,15 +269,14 @@ def _add_bad_records(shop: Shop, outbox: Outbox, day: dt.date) -> None:
     outbox.add(users_topic, None, json.dumps(no_key), kafka_ms)  # no key in the record nor in the image
     for value in (json.dumps(unknown_op), json.dumps(good)[:-40]):
         outbox.add(users_topic, {"user_id": user["user_id"]}, value, kafka_ms)
-    outbox.add(_topic(shop, Change(UNCONFIGURED_SOURCE, "c", {}, None, None)), {"id": 1}, json.dumps(audit),
-               kafka_ms)
+    outbox.add(_topic(shop, UNCONFIGURED_SOURCE), {"id": 1}, json.dumps(audit), kafka_ms)
     outbox.add(users_topic, {"user_id": user["user_id"]}, None, kafka_ms)  # a tombstone without its delete
 
 
 def write_dump(shop: Shop, directory: str, taken_at: dt.datetime) -> dict[str, Any]:
     """The current rows of every table as JSON lines (`<table>.json`) and the LSN the export started at."""
-    for table in ("users", "subscriptions", "items"):
-        lines = [json.dumps({k: dumped(v) for k, v in row.items()}) for row in shop.rows[table].values()]
+    for table, rows in shop.rows.items():
+        lines = [json.dumps({k: dumped(v) for k, v in row.items()}) for row in rows.values()]
         storage.write_atomic(f"{directory}/{table}.json", ("\n".join(lines) + "\n").encode())
     watermark = {"lsn": shop.lsn, "taken_at": dumped(taken_at),
                  "rows": {t: len(rows) for t, rows in shop.rows.items()}}
@@ -294,7 +294,7 @@ def snapshot_params(lake: Lake, day: str) -> dict[str, Any]:
 
 def generate(lake: Lake, user_ids: list[str], item_prices: np.ndarray, genres: list[str],
              settings: dict[str, Any], seed: int, start: dt.date, days: int) -> dict[str, Any]:
-    """The initial dump (under raw/exports/) and `days` days of CDC records into the raw zone."""
+    """The initial dump (under raw/_exports/) and `days` days of CDC records into the raw zone."""
     shop = initial_shop(user_ids, item_prices, genres, settings, seed, start)
     export = lake.export_dir(f"oltp-{start.isoformat()}")
     watermark = write_dump(shop, export, dt.datetime.combine(start, dt.time(), dt.UTC))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -44,19 +43,17 @@ def snapshots_path(lake: Lake, table: Table) -> str:
     return lake.table("bronze", f"cdc_snapshots/{table.name}")
 
 
-@dataclass(frozen=True)
-class TableState:
-    silver: Silver
-    manifest: dict[str, Any]  # the published history's manifest ({} before the first merge)
+def history_manifest(lake_fs: LakeFS, lake: Lake, table: Table) -> dict[str, Any]:
+    """The published history's manifest: watermark, applied snapshots, truncates ({} before the first merge)."""
+    return json.loads(lake_fs.read_text(lake.manifest(history_path(lake, table))) or "{}")
 
 
-def read_state(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table) -> TableState:
-    history, current = history_path(lake, table), current_path(lake, table)
-    manifest = json.loads(lake_fs.read_text(lake.manifest(history)) or "{}")
+def silver_of(spark: SparkSession, lake: Lake, table: Table, manifest: dict[str, Any]) -> Silver:
+    """The table's silver state as the merge starts from it (empty before the first merge)."""
     if not manifest:
-        return TableState(Silver(None, None), {})
-    return TableState(Silver(spark.read.parquet(history), spark.read.parquet(current), manifest.get("watermark"),
-                             tuple(manifest.get("truncates", []))), manifest)
+        return Silver(None, None)
+    return Silver(spark.read.parquet(history_path(lake, table)), spark.read.parquet(current_path(lake, table)),
+                  manifest.get("watermark"), tuple(manifest.get("truncates", [])))
 
 
 def _pending(lake_fs: LakeFS, lake: Lake, table: Table, applied: list[str]) -> list[tuple[dict, str, str]]:
@@ -68,11 +65,6 @@ def _pending(lake_fs: LakeFS, lake: Lake, table: Table, applied: list[str]) -> l
         if "snapshot_id=" in directory and text and snapshot_id not in applied:
             pending.append((json.loads(text), directory, snapshot_id))
     return pending
-
-
-def has_pending_snapshot(lake_fs: LakeFS, lake: Lake, table: Table) -> bool:
-    manifest = json.loads(lake_fs.read_text(lake.manifest(history_path(lake, table))) or "{}")
-    return bool(_pending(lake_fs, lake, table, manifest.get("applied_snapshots", [])))
 
 
 def pending_snapshot(spark: SparkSession, lake_fs: LakeFS, lake: Lake, table: Table,
