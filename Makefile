@@ -1,8 +1,10 @@
-.PHONY: demo test setup lint bench
+.PHONY: demo test test-fast setup lint bench
 demo:   ## set up from nothing and run the nightly DAG on demo data (airflow dags test)
 	bash scripts/pipeline.sh demo
-test:   ## set up from nothing and run the whole test suite
+test:   ## set up from nothing and run the whole test suite (what CI runs)
 	bash scripts/pipeline.sh test
+test-fast:   ## the quick tier for the inner loop: unit and DAG tests, no Spark, no services
+	bash scripts/pipeline.sh test -m "unit or dags"
 setup:
 	bash scripts/pipeline.sh setup
 lint: setup

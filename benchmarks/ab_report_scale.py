@@ -3,7 +3,7 @@
 Generates bronze-shaped clickstream with Spark (2M users, each exposed to 5 of the 200
 experiments = 10M exposure rows, plus outcome events), then times separately
 
-* the Spark aggregation (`jobs.ab_report.aggregate`): one scan of the source, checked by
+* the Spark aggregation (`jobs.ab.aggregation.aggregate`): one scan of the source, checked by
   comparing the bytes Spark read from files with a plain scan of the same columns;
 * the driver-side statistics (`jobs.ab.analysis.build_report`, vectorised numpy/scipy), and
   as a peer the same frequentist tests done one comparison at a time with statsmodels/scipy.
@@ -25,7 +25,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import ab_report
+from jobs.ab import aggregation as ab_report
 from jobs.ab import analysis, outputs, registry, render, stats
 
 DAY = dt.date(2026, 11, 20)

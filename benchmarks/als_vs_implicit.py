@@ -40,13 +40,14 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from scipy import sparse  # noqa: E402
 
-from jobs import demo_generator  # noqa: E402
+from demo import clickstream as demo_clickstream  # noqa: E402
+from demo import settings as demo_settings  # noqa: E402
 from jobs.als import interactions as ix  # noqa: E402
 from jobs.als.evaluation import ranking_metrics  # noqa: E402
 from jobs.als.model import blas_implementation, train  # noqa: E402
 from jobs.als.settings import AlsParams  # noqa: E402
 from jobs.als.settings import load as load_settings  # noqa: E402
-from jobs.als_train import model_recs  # noqa: E402
+from jobs.als.topk import model_recs  # noqa: E402
 
 LAST_DAY = dt.date(2026, 11, 20)
 
@@ -54,12 +55,12 @@ LAST_DAY = dt.date(2026, 11, 20)
 def generated(spark: SparkSession, users: int, items: int, events_per_day: int, days: int) -> tuple[DataFrame, ...]:
     """Demo-generator clickstream through the project's interaction code; the last day is the holdout."""
     settings = load_settings()
-    population = demo_generator.Population(demo_generator.Scale(events_per_day, users, items, days), 42,
-                                           demo_generator.load_settings())
+    population = demo_clickstream.Population(demo_clickstream.Scale(events_per_day, users, items, days), 42,
+                                             demo_settings.load())
     frames = []
     for n in range(days):
         day = LAST_DAY - dt.timedelta(days=days - 1 - n)
-        frame, event_ms, _ = demo_generator.day_frame(population, day, events_per_day,
+        frame, event_ms, _ = demo_clickstream.day_frame(population, day, events_per_day,
                                                       np.random.default_rng([42, day.toordinal()]))
         frames.append(pd.DataFrame({"user_id": frame["user_id"], "item_id": frame["item_id"],
                                     "event_type": frame["event_type"],

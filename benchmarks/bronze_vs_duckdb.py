@@ -3,7 +3,7 @@
 Generates one day of demo clickstream (default 5 million events, ~1% bad) in the raw layout
 the Kafka drain writes, then times:
 
-* spark: `jobs/clickstream_bronze.run` (parse with the explicit schema, classify, dedupe,
+* spark: `jobs/clickstream/bronze.run` (parse with the explicit schema, classify, dedupe,
   PII minimisation, bronze + quarantine Parquet), with GX validation timed separately;
 * duckdb_equivalent: the same rules in DuckDB SQL (typed parse, the same quarantine reasons,
   dedupe on coordinates and event_id, keyed IP hash, consent filter), bronze + quarantine Parquet;
@@ -26,9 +26,9 @@ DAY = dt.date(2026, 11, 20)
 
 
 def generate(lake_root: str, events: int, users: int, items: int) -> None:
-    from jobs import demo_generator
+    from demo import cli as demo_cli
 
-    demo_generator.main(["--start-date", DAY.isoformat(), "--events-per-day", str(events), "--users", str(users),
+    demo_cli.main(["--start-date", DAY.isoformat(), "--events-per-day", str(events), "--users", str(users),
                          "--items", str(items), "--lake-root", lake_root])
 
 
@@ -36,12 +36,12 @@ def run_spark(lake_root: str, driver_memory: str) -> dict:
     os.environ["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {driver_memory} pyspark-shell"
     from pyspark.sql import SparkSession
 
-    from jobs import clickstream_bronze
-    from jobs.common import config
+    from jobs.clickstream import bronze as clickstream_bronze
+    from jobs.common import settings
     from jobs.common.paths import Lake
 
     builder = SparkSession.builder.master("local[*]").appName("bench-bronze").config("spark.ui.enabled", "false")
-    for key, value in config.pipeline_config()["spark_conf"].items():  # the conf the DAG submits with
+    for key, value in settings.pipeline().spark_conf.items():  # the conf the DAG submits with
         if key != "spark.driver.memory":
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

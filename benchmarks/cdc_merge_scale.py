@@ -3,7 +3,7 @@
 Builds a silver table (history and current, one version per key) of `--rows` rows and of 10x
 that, then merges the same day of changes into each: `--changes` updates (default 1 million)
 spread over `--keys` keys (default 100,000), all after the table's last position. Times
-`jobs.cdc.merge.merge` plus writing both staged tables, which is what `cdc_merge` does per table
+`jobs.cdc.scd2.merge` plus writing both staged tables, which is what `cdc_merge` does per table
 (GX validation and the publish rename are left out: the first is timed by the job's own report,
 the second is a metadata operation). Prints changes/s per size and the 10x/1x time ratio: 1.0
 would mean the cost follows the day's changes only, 10 that it follows the table's size.
@@ -28,8 +28,9 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cdc import merge, settings
-from jobs.cdc_merge import write_table
+from jobs.cdc import scd2 as merge
+from jobs.cdc import settings
+from jobs.cdc.merge import write_table
 
 TABLE = settings.parse({"tables": {"accounts": {"source": "public.accounts", "primary_key": ["id"], "columns": {
     "id": "bigint", "plan": "string", "price": "decimal(10,2)", "changed_at": "timestamp"}}}}).table("accounts")

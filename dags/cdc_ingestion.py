@@ -21,23 +21,13 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
-from pipeline_airflow.tasks import (
-    CDC,
-    CDC_SILVER,
-    DAG_DEFAULTS,
-    LAKE,
-    OLTP_CONN_ID,
-    RUN_DATE,
-    drain_cdc,
-    resolve_run_date,
-    snapshot_requested,
-    spark_job,
-    summarise_cdc,
-)
+from pipeline_airflow.dates import resolve_run_date
+from pipeline_airflow.shared import CDC, CDC_SILVER, DAG_DEFAULTS, LAKE, OLTP_CONN_ID, RUN_DATE
+from pipeline_airflow.spark import spark_job
+from pipeline_airflow.tasks.cdc import snapshot_requested, summarise_cdc
+from pipeline_airflow.tasks.ingest import drain_cdc
 
 from jobs.common import config
-
-OLTP = f"conn.get('{OLTP_CONN_ID}')"
 
 with DAG(
     dag_id="cdc_ingestion",
@@ -65,24 +55,19 @@ with DAG(
     run_date = resolve_run_date()
     snapshot = spark_job(
         "cdc_snapshot",
-        ["--tables", "{{ params.snapshot_tables | join(',') }}", "--lake-root", LAKE.root,
-         "--dump", "{{ params.snapshot_dump or '' }}", "--format", "{{ params.snapshot_format }}",
-         "--watermark-lsn", "{{ params.snapshot_watermark_lsn or '' }}",
-         "--watermark-binlog", "{{ params.snapshot_watermark_binlog or '' }}",
-         "--taken-at", "{{ params.snapshot_taken_at or '' }}"],
         doc_md="Full snapshot of the requested tables (JDBC range-partitioned reads, or the dump) with its "
                "watermark, into bronze/cdc_snapshots/<table>/; the next merge starts from it.",
+        options={"--tables": "{{ params.snapshot_tables | join(',') }}", "--lake-root": LAKE.root,
+                 "--dump": "{{ params.snapshot_dump }}", "--format": "{{ params.snapshot_format }}",
+                 "--watermark-lsn": "{{ params.snapshot_watermark_lsn }}",
+                 "--watermark-binlog": "{{ params.snapshot_watermark_binlog }}",
+                 "--taken-at": "{{ params.snapshot_taken_at }}"},
         jars=config.jdbc_driver_jar(),
-        env_vars={  # from the oltp_postgres connection; the job says so when it is missing
-            "PIPELINE_OLTP_JDBC_URL": f"{{% set c = {OLTP} %}}{{% if c %}}jdbc:postgresql://{{{{ c.host }}}}:"
-                                      "{{ c.port or 5432 }}/{{ c.schema }}{% endif %}",
-            "PIPELINE_OLTP_USER": f"{{% set c = {OLTP} %}}{{{{ c.login if c else '' }}}}",
-            "PIPELINE_OLTP_PASSWORD": f"{{% set c = {OLTP} %}}{{{{ c.password if c else '' }}}}",
-        },
+        jdbc_conn_id=OLTP_CONN_ID,  # JDBC URL, user and password from the connection, at run time
     )
     merge = spark_job(
         "cdc_merge",
-        ["--date", RUN_DATE, "--lake-root", LAKE.root],
+        options={"--date": RUN_DATE, "--lake-root": LAKE.root},
         doc_md="Change log to bronze (quarantine with reasons), SCD2 merge into silver <table>_current and "
                "<table>_history, GX gates, atomic publish, reports/cdc/dt=D/run.json.",
         trigger_rule="none_failed",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 from airflow.timetables.trigger import CronTriggerTimetable
-from pipeline_airflow.tasks import DAG_DEFAULTS, drain_clickstream
+from pipeline_airflow.shared import DAG_DEFAULTS
+from pipeline_airflow.tasks.ingest import drain_clickstream
 
 with DAG(
     dag_id="clickstream_ingestion",

@@ -27,22 +27,14 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
-from pipeline_airflow.tasks import (
-    AB_REPORTS,
-    ALS_MODELS,
-    BRONZE_CLICKSTREAM,
-    DAG_DEFAULTS,
-    LAKE,
-    RUN_DATE,
-    als_due,
-    drain_clickstream,
-    publish_ab_report,
-    resolve_run_date,
-    spark_job,
-    summarise_als,
-    summarise_outputs,
-    wait_for_cdc,
-)
+from pipeline_airflow.dates import resolve_run_date
+from pipeline_airflow.shared import AB_REPORTS, ALS_MODELS, BRONZE_CLICKSTREAM, DAG_DEFAULTS, LAKE, RUN_DATE
+from pipeline_airflow.spark import spark_job
+from pipeline_airflow.tasks.ab import publish_ab_report
+from pipeline_airflow.tasks.als import als_due, summarise_als
+from pipeline_airflow.tasks.cdc import wait_for_cdc
+from pipeline_airflow.tasks.clickstream import summarise_outputs
+from pipeline_airflow.tasks.ingest import drain_clickstream
 
 with DAG(
     dag_id="nightly",
@@ -69,26 +61,28 @@ with DAG(
     run_date = resolve_run_date()
     bronze = spark_job(
         "clickstream_bronze",
-        ["--date", RUN_DATE, "--lake-root", LAKE.root,
-         "--refresh", "{{ 'full' if params.full_refresh else 'incremental' }}"],
         doc_md="Raw -> bronze Parquet for the day, quarantine with reasons, GX gate, atomic publish.",
+        options={"--date": RUN_DATE, "--lake-root": LAKE.root,
+                 "--refresh": "{{ 'full' if params.full_refresh else 'incremental' }}"},
         trigger_rule="none_failed",
         outlets=[BRONZE_CLICKSTREAM],
     )
 
     ab_report = spark_job(
         "ab_report",
-        ["--date", RUN_DATE, "--lake-root", LAKE.root, "--experiments", "{{ params.experiments | join(',') }}"],
         doc_md="Exposures and outcomes aggregated in Spark, statistics in scipy; report.json/html in the lake.",
+        options={"--date": RUN_DATE, "--lake-root": LAKE.root,
+                 "--experiments": "{{ params.experiments | join(',') }}"},
         outlets=[AB_REPORTS],
     )
 
     als_train = spark_job(
         "als_train",
-        ["--date", RUN_DATE, "--lake-root", LAKE.root, "--params", "{{ params.als_params | tojson }}",
-         "--search", "{{ params.als_search | lower }}"],
         doc_md="ALS on the clickstream window, judged on the holdout against popularity and the champion; "
                "a versioned model with embeddings and recommendations; the champion moves only on a win.",
+        options={"--date": RUN_DATE, "--lake-root": LAKE.root,
+                 "--params": "{{ params.als_params | tojson if params.als_params else '' }}"},
+        switches={"--search": "{{ params.als_search }}"},
         outlets=[ALS_MODELS],
     )
 

@@ -1,19 +1,9 @@
 """Full snapshot of OLTP tables (PostgreSQL over JDBC, or a CSV/JSON dump) for onboarding into CDC.
 
-JDBC: the watermark (`pg_current_wal_lsn()`, and the time) is read *before* the table, then the
-table is read in parallel: range partitions on the primary key (Spark's `partitionColumn` for a
-numeric key, `percentile_disc` boundaries for any other) with a fetch size, so executors
-stream rows instead of buffering the table. Rows read later than the watermark may already
-contain changes after it; the merge re-applies those changes on top, which converges to the
-source (a change applied twice gives the same row).
-
-Dump file: a CSV (with header) or JSON-lines export of a table; its watermark is the source
-position at export time (`--watermark-lsn`, or `--watermark-binlog mysql-bin.000003:1041`).
-
-Either way the rows go to `bronze/cdc_snapshots/<table>/snapshot_id=<id>/` with a manifest
-(watermark, time, rows, partitions); the next `cdc_merge` starts the table from it and applies
-only changes after the watermark. Rows without a primary key or with values that do not fit the
-configured types are quarantined and counted.
+JDBC: the WAL position is read first (the watermark), then the table in parallel range reads on
+its primary key. Dump: a CSV or JSON-lines export with the source position it was taken at.
+Either way the rows land in `bronze/cdc_snapshots/<table>/snapshot_id=...` and the next
+`cdc_merge` starts the table from them (jobs/cdc/snapshot.py).
 
     spark-submit --jars /usr/share/java/postgresql.jar jobs/cdc_snapshot.py --tables users,subscriptions
     spark-submit jobs/cdc_snapshot.py --tables users --dump file:///exports/users.csv --watermark-lsn 24023128
@@ -21,215 +11,49 @@ configured types are quarantined and counted.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import logging
-import os
-import re
 import sys
-import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-
-from jobs.cdc import settings, state
-from jobs.cdc.settings import Table
-from jobs.common import config, exit_codes
-from jobs.common.paths import Lake
-from jobs.common.spark import LakeFS, get_spark
-
-log = logging.getLogger("cdc_snapshot")
-NUMERIC_KEYS = {"bigint", "int"}
+from jobs.cdc import settings, snapshot
+from jobs.common import config
+from jobs.common.runner import Context, Job, Outcome
 
 
-@dataclass(frozen=True)
-class Jdbc:
-    url: str
-    user: str | None
-    password: str | None
-    partitions: int = 4
-    fetch_size: int = 10_000
-
-    def options(self) -> dict[str, str]:
-        opts = {"url": self.url, "driver": "org.postgresql.Driver", "fetchsize": str(self.fetch_size)}
-        opts.update({k: v for k, v in (("user", self.user), ("password", self.password)) if v})
-        return opts
-
-
-def quoted(source: str) -> str:
-    return ".".join(f'"{part}"' for part in source.split("."))
-
-
-def _query(spark: SparkSession, jdbc: Jdbc, sql: str) -> list[Any]:
-    return spark.read.format("jdbc").options(**jdbc.options()).option("query", sql).load().collect()
-
-
-def jdbc_watermark(spark: SparkSession, jdbc: Jdbc) -> tuple[list[int], str]:
-    """The WAL position and time now, before the table is read (a low watermark)."""
-    now = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    row = _query(spark, jdbc, f"SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn, {now} AS ts")[0]
-    return [int(row["lsn"])], row["ts"]
-
-
-def read_jdbc(spark: SparkSession, jdbc: Jdbc, table: Table) -> tuple[DataFrame, int]:
-    """The table in `jdbc.partitions` range partitions on its primary key; returns (rows, partitions)."""
-    reader = spark.read.format("jdbc").options(**jdbc.options())
-    pk = table.primary_key[0]
-    column = table.column(pk)
-    if len(table.primary_key) == 1 and column is not None and column.type in NUMERIC_KEYS:
-        bounds = _query(spark, jdbc, f'SELECT min("{pk}") AS lo, max("{pk}") AS hi FROM {quoted(table.source)}')[0]
-        if bounds["lo"] is None:
-            return reader.option("dbtable", quoted(table.source)).load(), 1
-        return reader.options(dbtable=quoted(table.source), partitionColumn=pk, lowerBound=str(bounds["lo"]),
-                              upperBound=str(int(bounds["hi"]) + 1), numPartitions=str(jdbc.partitions)).load(), \
-            jdbc.partitions
-    fractions = ",".join(str(n / jdbc.partitions) for n in range(1, jdbc.partitions))
-    cuts = _query(spark, jdbc, f'SELECT percentile_disc(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY "{pk}") AS cuts '
-                               f"FROM {quoted(table.source)}")[0]["cuts"] or []
-    cuts = sorted(set(cuts))
-    literal = [str(c).replace("'", "''") for c in cuts]
-    predicates = [f""""{pk}" < '{literal[0]}'"""] if literal else ["TRUE"]
-    predicates += [f""""{pk}" >= '{a}' AND "{pk}" < '{b}'""" for a, b in zip(literal, literal[1:], strict=False)]
-    predicates += [f""""{pk}" >= '{literal[-1]}'"""] if literal else []
-    props = jdbc.options()
-    url = props.pop("url")
-    return spark.read.jdbc(url, quoted(table.source), predicates=predicates, properties=props), len(predicates)
-
-
-def read_dump(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    """A CSV (header) or JSON-lines dump with every value as text; typing happens in `typed`."""
-    if fmt == "csv":
-        return spark.read.option("header", "true").option("inferSchema", "false").csv(path)
-    return spark.read.option("primitivesAsString", "true").json(path)
-
-
-def typed(rows: DataFrame, table: Table) -> tuple[DataFrame, DataFrame]:
-    """Cast configured columns to their types; (good rows, quarantined rows with a reason).
-
-    A value that is present but does not cast, or a missing primary key, quarantines the row.
-    """
-    configured = [c for c in table.columns if c.name in rows.columns]
-    casts = {c.name: F.col(c.name).try_cast(c.type) for c in configured}
-    failed = [F.when(F.col(c.name).isNotNull() & casts[c.name].isNull(), F.lit(c.name)) for c in configured]
-    no_key = [F.when(F.col(k).isNull(), F.lit(k)) for k in table.primary_key if k in rows.columns]
-    missing = [k for k in table.primary_key if k not in rows.columns]
-    if missing:
-        raise ValueError(f"{table.name}: the snapshot has no primary key column(s) {missing}")
-    reason = (F.when(F.size(F.array_compact(F.array(*no_key))) > 0,
-                     F.concat(F.lit("missing_primary_key:"), F.array_join(F.array_compact(F.array(*no_key)), ",")))
-              .when(F.size(F.array_compact(F.array(*failed))) > 0,
-                    F.concat(F.lit("undecodable_value:"), F.array_join(F.array_compact(F.array(*failed)), ","))))
-    checked = rows.withColumn("_reason", reason)
-    good = checked.where(F.col("_reason").isNull()).select(
-        *[casts.get(c, F.col(c)).alias(c) for c in rows.columns])
-    bad = checked.where(F.col("_reason").isNotNull()).select(
-        F.col("_reason").alias("reason"), F.to_json(F.struct(*rows.columns)).alias("raw_value"))
-    return good, bad
-
-
-def parse_watermark(lsn: str | None, binlog: str | None) -> list[int]:
-    """`--watermark-lsn` (a number or PostgreSQL's `16/B374D848`) or `--watermark-binlog file:pos`."""
-    if lsn:
-        if "/" in lsn:
-            high, low = lsn.split("/")
-            return [(int(high, 16) << 32) + int(low, 16)]
-        return [int(lsn)]
-    if binlog:
-        match = re.fullmatch(r".*?(\d+):(\d+)", binlog)
-        if not match:
-            raise ValueError(f"--watermark-binlog must look like mysql-bin.000003:1041, got {binlog!r}")
-        return [int(match.group(1)), int(match.group(2)), 0]
-    raise ValueError("a dump needs its watermark: --watermark-lsn or --watermark-binlog (the source position "
-                     "when the export started), so the merge knows which changes come after it")
-
-
-def write_snapshot(spark: SparkSession, lake: Lake, table: Table, rows: DataFrame, bad: DataFrame,
-                   watermark: list[int], taken_at: str, source: str, partitions: int) -> dict[str, Any]:
-    """Stage, count and publish one table's snapshot with its manifest (written last, the commit marker)."""
-    lake_fs = LakeFS(spark)
-    snapshot_id = f"{re.sub(r'[^0-9T]', '', taken_at)[:15]}-{'.'.join(map(str, watermark))}"
-    run_id = uuid.uuid4().hex[:8]
-    final = f"{state.snapshots_path(lake, table)}/snapshot_id={snapshot_id}"
-    staged = lake.table_staging("bronze", f"cdc_snapshots_{table.name}", run_id)
-    state.snapshot_changes(rows, table, watermark, taken_at, source).write.parquet(staged)
-    quarantine = f"{lake.table('quarantine', 'cdc_snapshots')}/{table.name}/snapshot_id={snapshot_id}"
-    bad.write.mode("overwrite").parquet(quarantine)
-    written = spark.read.parquet(staged)
-    manifest = {"table": table.name, "source": table.source, "snapshot_id": snapshot_id, "watermark": watermark,
-                "taken_at": taken_at, "read_from": source, "partitions": partitions, "rows": written.count(),
-                "distinct_keys": written.select("key").distinct().count(),
-                "quarantined": spark.read.parquet(quarantine).count(), "code_version": config.code_version()}
-    lake_fs.write_text(lake.manifest(staged), json.dumps(manifest, indent=2))
-    lake_fs.publish(staged, final)
-    return manifest
-
-
-def snapshot_jdbc(spark: SparkSession, lake: Lake, table: Table, jdbc: Jdbc) -> dict[str, Any]:
-    watermark, taken_at = jdbc_watermark(spark, jdbc)
-    rows, partitions = read_jdbc(spark, jdbc, table)
-    good, bad = typed(rows, table)
-    return write_snapshot(spark, lake, table, good, bad, watermark, taken_at, f"jdbc:{table.source}", partitions)
-
-
-def snapshot_dump(spark: SparkSession, lake: Lake, table: Table, path: str, fmt: str, watermark: list[int],
-                  taken_at: str | None = None) -> dict[str, Any]:
-    taken_at = taken_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    good, bad = typed(read_dump(spark, path, fmt), table)
-    return write_snapshot(spark, lake, table, good, bad, watermark, taken_at, f"dump:{path}", 1)
+def snapshots(ctx: Context) -> Iterator[Outcome]:
+    args, database = ctx.args, config.oltp_database()
+    cdc = settings.load()
+    tables = [cdc.table(name.strip()) for name in args.tables.split(",") if name.strip()]
+    if not args.dump:
+        if not (args.jdbc_url or database.jdbc_url):
+            raise ValueError("no source: give --jdbc-url (or $PIPELINE_OLTP_JDBC_URL; in Airflow the "
+                             "oltp_postgres connection) or --dump")
+        jdbc = snapshot.Jdbc(args.jdbc_url or database.jdbc_url, database.user, database.password,
+                             args.partitions, args.fetch_size)
+        for table in tables:
+            yield Outcome(snapshot.snapshot_jdbc(ctx.spark, ctx.lake, table, jdbc, ctx.run_id))
+        return
+    if len(tables) > 1 and "{table}" not in args.dump:
+        ctx.usage_error("--dump with several tables needs {table} in the path (one export per table)")
+    watermark = snapshot.parse_watermark(args.watermark_lsn, args.watermark_binlog)
+    for table in tables:
+        yield Outcome(snapshot.snapshot_dump(ctx.spark, ctx.lake, table, args.dump.replace("{table}", table.name),
+                                             args.format, watermark, args.taken_at, ctx.run_id))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tables", required=True, help="comma-separated table names from include/cdc.yaml")
-    parser.add_argument("--jdbc-url", default=os.environ.get("PIPELINE_OLTP_JDBC_URL"),
-                        help="jdbc:postgresql://host:5432/db (default: $PIPELINE_OLTP_JDBC_URL; user and password "
-                             "from $PIPELINE_OLTP_USER and $PIPELINE_OLTP_PASSWORD)")
-    parser.add_argument("--partitions", type=int, default=4, help="parallel JDBC reads per table")
-    parser.add_argument("--fetch-size", type=int, default=10_000, help="rows per JDBC round trip")
-    parser.add_argument("--dump", help="read this CSV/JSON export instead of JDBC; with several tables, a path "
-                                       "with {table} in it, e.g. file:///exports/{table}.json")
-    parser.add_argument("--format", choices=["csv", "json"], default="json", help="dump format")
-    parser.add_argument("--watermark-lsn", help="dump: PostgreSQL LSN when the export started")
-    parser.add_argument("--watermark-binlog", help="dump: MySQL binlog position when the export started")
-    parser.add_argument("--taken-at", default=None, help="dump: export time, ISO-8601 UTC (default: now)")
-    parser.add_argument("--lake-root", default=config.lake_root(), help="lake root URI (default: %(default)s)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cdc = settings.load()
-        tables = [cdc.table(name.strip()) for name in args.tables.split(",") if name.strip()]
-        if args.dump:
-            if len(tables) > 1 and "{table}" not in args.dump:
-                raise ValueError("--dump with several tables needs {table} in the path (one export per table)")
-            watermark = parse_watermark(args.watermark_lsn, args.watermark_binlog)
-        elif not args.jdbc_url:
-            raise ValueError("no source: give --jdbc-url (or $PIPELINE_OLTP_JDBC_URL; in Airflow the "
-                             "oltp_postgres connection) or --dump")
-    except ValueError as exc:
-        print(f"cdc_snapshot failed: {exc}", file=sys.stderr)
-        return exit_codes.FAILED
-    spark = get_spark(f"cdc_snapshot:{args.tables}")
-    jdbc = Jdbc(args.jdbc_url, os.environ.get("PIPELINE_OLTP_USER") or None,
-                os.environ.get("PIPELINE_OLTP_PASSWORD") or None,
-                args.partitions, args.fetch_size) if not args.dump else None
-    try:
-        for table in tables:
-            if jdbc:
-                manifest = snapshot_jdbc(spark, Lake(args.lake_root), table, jdbc)
-            else:
-                dump = args.dump.replace("{table}", table.name)
-                manifest = snapshot_dump(spark, Lake(args.lake_root), table, dump, args.format, watermark,
-                                         args.taken_at)
-            print(json.dumps(manifest, indent=2))
-    except ValueError as exc:
-        print(f"cdc_snapshot failed: {exc}", file=sys.stderr)
-        return exit_codes.FAILED
-    finally:
-        spark.stop()
-    return 0
+    job = Job(snapshot.JOB, __doc__, dates="none")
+    job.argument("--tables", required=True, help="comma-separated table names from cdc.yaml")
+    job.argument("--jdbc-url", help="jdbc:postgresql://host:5432/db (default: $PIPELINE_OLTP_JDBC_URL; user and "
+                                    "password from $PIPELINE_OLTP_USER and $PIPELINE_OLTP_PASSWORD)")
+    job.argument("--partitions", type=int, default=4, help="parallel JDBC reads per table")
+    job.argument("--fetch-size", type=int, default=10_000, help="rows per JDBC round trip")
+    job.argument("--dump", help="read this CSV/JSON export instead of JDBC; with several tables, a path with "
+                                "{table} in it, e.g. file:///exports/{table}.json")
+    job.argument("--format", choices=["csv", "json"], default="json", help="dump format")
+    job.argument("--watermark-lsn", help="dump: PostgreSQL LSN when the export started")
+    job.argument("--watermark-binlog", help="dump: MySQL binlog position when the export started")
+    job.argument("--taken-at", help="dump: export time, ISO-8601 UTC (default: now)")
+    return job.main(argv, snapshots)
 
 
 if __name__ == "__main__":

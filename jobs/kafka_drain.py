@@ -1,228 +1,31 @@
-"""Drain a Kafka topic into the raw landing zone: a bounded, at-least-once copy.
+"""Drain a Kafka topic into the raw landing zone: a bounded, at-least-once copy (jobs/ingest/kafka.py).
 
-The drain reads every partition from its committed offset up to the high watermark seen
-at start (so a run ends even while producers keep writing), writes the records as raw
-files named by topic/partition/offset range, makes each file durable (write aside, then
-rename) and only then commits the offsets. A crash between write and commit re-reads the
-same range next time; bronze dedupes on the Kafka coordinates, so nothing is lost and
-nothing counts twice.
+Reads every partition from the committed offset to the high watermark seen at start, writes
+durable raw files named by their offset range, then commits. Exit 1: the broker or the topic
+is not there, or a partition stalled (nothing committed past the last durable file).
 
     python -m jobs.kafka_drain --bootstrap-servers localhost:9092 --topic clickstream
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
-import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
-
-from jobs.common import config, raw_zone
-from jobs.common.paths import Lake
-
-log = logging.getLogger("kafka_drain")
-
-
-class DrainError(RuntimeError):
-    """A drain that cannot proceed; nothing was committed."""
-
-
-@dataclass
-class PartitionReport:
-    partition: int
-    start_offset: int
-    end_offset: int  # exclusive: the high watermark seen at start
-    records: int = 0
-    files: list[str] = field(default_factory=list)
-    lost_to_retention: int = 0
-
-
-@dataclass
-class DrainReport:
-    topic: str
-    partitions: list[PartitionReport]
-    seconds: float = 0.0
-
-    @property
-    def records(self) -> int:
-        return sum(p.records for p in self.partitions)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "records": self.records,
-                "records_per_second": round(self.records / self.seconds) if self.seconds else None}
-
-
-def _topics(admin: AdminClient, conf: dict[str, Any], timeout: float, topic: str | None = None) -> dict[str, Any]:
-    """The broker's topic metadata (only `topic`'s if given); a clear error when the broker is not there."""
-    try:
-        return admin.list_topics(topic=topic, timeout=timeout).topics
-    except KafkaException as exc:
-        raise DrainError(
-            f"Kafka broker {conf['bootstrap.servers']} unreachable after {timeout:.0f}s: {exc}"
-        ) from None
-
-
-def _check_broker(admin: AdminClient, conf: dict[str, Any], topic: str, timeout: float) -> list[int]:
-    """Partitions of `topic`; a clear error when the broker or the topic is not there."""
-    meta = _topics(admin, conf, timeout, topic).get(topic)
-    if meta is None or meta.error is not None:
-        raise DrainError(f"topic {topic!r} not found on {conf['bootstrap.servers']}: {meta and meta.error}")
-    return sorted(meta.partitions)
-
-
-def _plan(consumer: Consumer, admin: AdminClient, topic: str, partitions: list[int],
-          timeout: float) -> list[PartitionReport]:
-    """Start at the committed offset (or the earliest kept), end at the high watermark now."""
-    tps = [TopicPartition(topic, p) for p in partitions]
-    committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
-    earliest = admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps}, request_timeout=timeout)
-    latest = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=timeout)
-    low = {tp.partition: fut.result().offset for tp, fut in earliest.items()}
-    high = {tp.partition: fut.result().offset for tp, fut in latest.items()}
-    plans = []
-    for p in partitions:
-        start = committed[p] if committed[p] >= 0 else low[p]
-        lost = max(0, low[p] - start)
-        if lost:
-            log.error("partition %s: %d records expired by retention before they were drained "
-                      "(committed %d < earliest %d)", p, lost, start, low[p])
-        plans.append(PartitionReport(p, max(start, low[p]), high[p], lost_to_retention=lost))
-    return plans
-
-
-def drain_prefix(bootstrap_servers: str, prefix: str, lake: Lake, extra_conf: dict[str, Any] | None = None,
-                 timeout: float | None = None) -> list[DrainReport]:
-    """Drain every topic named `<prefix>...` (Debezium creates one per captured table, so new tables
-    are picked up, configured or not); no such topic yet is an empty list, not an error."""
-    conf = {"bootstrap.servers": bootstrap_servers, **(extra_conf or {})}
-    timeout = timeout or float(config.pipeline_config()["kafka_drain"]["connect_timeout_seconds"])
-    topics = _topics(AdminClient(conf), conf, timeout)
-    return [drain(bootstrap_servers, topic, lake, extra_conf=extra_conf, timeout=timeout)
-            for topic in sorted(t for t in topics if t.startswith(prefix))]
-
-
-def drain(bootstrap_servers: str, topic: str, lake: Lake, group_id: str | None = None,
-          extra_conf: dict[str, Any] | None = None, timeout: float | None = None) -> DrainReport:
-    """Copy `topic` from the committed offsets up to the current high watermarks into raw/."""
-    settings = config.pipeline_config()["kafka_drain"]
-    timeout = timeout or float(settings["connect_timeout_seconds"])
-    conf = {"bootstrap.servers": bootstrap_servers, **(extra_conf or {})}
-    started = time.monotonic()
-    admin = AdminClient(conf)
-    partitions = _check_broker(admin, conf, topic, timeout)
-    consumer = Consumer({
-        **conf,
-        "group.id": group_id or settings["consumer_group"],
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    })
-    try:
-        plans = _plan(consumer, admin, topic, partitions, timeout)
-        for plan in plans:
-            _drain_partition(consumer, lake, topic, plan, settings)
-    finally:
-        consumer.close()
-    report = DrainReport(topic, plans, seconds=time.monotonic() - started)
-    log.info("drained %d records from %s in %.1fs", report.records, topic, report.seconds)
-    return report
-
-
-def _drain_partition(consumer: Consumer, lake: Lake, topic: str, plan: PartitionReport,
-                     settings: dict[str, Any]) -> None:
-    if plan.start_offset >= plan.end_offset:
-        log.info("partition %s: nothing new (offset %d)", plan.partition, plan.start_offset)
-        return
-    consumer.assign([TopicPartition(topic, plan.partition, plan.start_offset)])
-    batch: list[raw_zone.RawRecord] = []
-    max_records = int(settings["max_records_per_file"])
-    poll_timeout = float(settings["poll_timeout_seconds"])
-    done = False
-    first_fetch = True
-    last_progress = time.monotonic()
-    while not done:
-        # short polls: consume() waits for the full count or the timeout, whichever comes first
-        messages = consumer.consume(num_messages=10_000, timeout=0.2)
-        if not messages:
-            if time.monotonic() - last_progress > poll_timeout:
-                raise DrainError(f"partition {plan.partition}: no records within {poll_timeout}s before "
-                                 f"offset {plan.end_offset}; broker stalled, nothing committed past the "
-                                 f"last durable file")
-            continue
-        last_progress = time.monotonic()
-        if first_fetch:
-            _widen_to_fetched_watermark(consumer, topic, plan)
-            first_fetch = False
-        for msg in messages:
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    done = True
-                    break
-                raise DrainError(f"partition {plan.partition}: {msg.error()}")
-            if msg.offset() >= plan.end_offset:
-                done = True
-                break
-            _, timestamp_ms = msg.timestamp()
-            if timestamp_ms < 0:  # TIMESTAMP_NOT_AVAILABLE (very old producers): use arrival time
-                timestamp_ms = int(time.time() * 1000)
-            batch.append(raw_zone.RawRecord(topic, plan.partition, msg.offset(), timestamp_ms,
-                                            msg.key(), msg.value()))
-            if msg.offset() + 1 >= plan.end_offset:
-                done = True
-                break
-        if len(batch) >= max_records or (done and batch):
-            _flush(consumer, lake, topic, plan, batch)
-            batch = []
-    consumer.unassign()
-
-
-def _widen_to_fetched_watermark(consumer: Consumer, topic: str, plan: PartitionReport) -> None:
-    """Take the first fetch's high watermark when it is higher than the listed one.
-
-    Some Kafka-compatible brokers (Tansu 0.6) answer ListOffsets with the last batch's base
-    offset + 1 rather than the log end; the fetch response carries the true end. Fixed once
-    per run, so the drain stays bounded.
-    """
-    _, fetched_high = consumer.get_watermark_offsets(TopicPartition(topic, plan.partition), cached=True)
-    if fetched_high > plan.end_offset:
-        log.info("partition %s: fetch reports high watermark %d (listed %d)",
-                 plan.partition, fetched_high, plan.end_offset)
-        plan.end_offset = fetched_high
-
-
-def _flush(consumer: Consumer, lake: Lake, topic: str, plan: PartitionReport,
-           batch: list[raw_zone.RawRecord]) -> None:
-    """Durable files first, then the commit: the order that makes a crash lose nothing."""
-    plan.files.extend(raw_zone.write_grouped(lake, batch))
-    next_offset = batch[-1].offset + 1
-    consumer.commit(offsets=[TopicPartition(topic, plan.partition, next_offset)], asynchronous=False)
-    plan.records += len(batch)
+from jobs.common import settings
+from jobs.common.runner import Job, Outcome
+from jobs.ingest import kafka
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,...]")
-    parser.add_argument("--topic", default=config.pipeline_config()["clickstream"]["topic"])
-    parser.add_argument("--lake-root", default=config.lake_root(), help="lake root URI (default: %(default)s)")
-    parser.add_argument("--group-id", default=None, help="consumer group whose offsets are committed")
-    parser.add_argument("--connect-timeout", type=float, default=None,
-                        help="seconds to wait for the broker (default: include/pipeline.yaml)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        report = drain(args.bootstrap_servers, args.topic, Lake(args.lake_root), args.group_id,
-                       timeout=args.connect_timeout)
-    except DrainError as exc:
-        print(f"kafka_drain failed: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(report.as_dict(), indent=2))
-    return 0
+    job = Job("kafka_drain", __doc__, dates="none")
+    job.argument("--bootstrap-servers", required=True, help="Kafka bootstrap servers, host:port[,...]")
+    job.argument("--topic", default=settings.pipeline().clickstream.topic)
+    job.argument("--group-id", default=None, help="consumer group whose offsets are committed")
+    job.argument("--connect-timeout", type=float, default=None,
+                 help="seconds to wait for the broker (default: include/pipeline.yaml)")
+    return job.main(argv, lambda ctx: [Outcome(kafka.drain(
+        ctx.args.bootstrap_servers, ctx.args.topic, ctx.lake, ctx.args.group_id,
+        timeout=ctx.args.connect_timeout).as_dict())])
 
 
 if __name__ == "__main__":

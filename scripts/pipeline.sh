@@ -35,8 +35,8 @@ airflow_db() {
 
 spark_submit() {  # a job by hand, with the Spark conf the DAG passes (include/pipeline.yaml)
   local conf
-  conf=$(python -c 'from jobs.common import config
-print(" ".join(f"--conf {k}={v}" for k, v in config.pipeline_config()["spark_conf"].items()))')
+  conf=$(python -c 'from jobs.common import settings
+print(" ".join(f"--conf {k}={v}" for k, v in settings.pipeline().spark_conf.items()))')
   # shellcheck disable=SC2086
   spark-submit $conf "$@"
 }
@@ -80,8 +80,8 @@ demo() {
   before=$(date -d "$DEMO_DATE -1 day" +%F)
   echo "== generating nine days of demo clickstream ($first .. $DEMO_DATE) into $PIPELINE_LAKE_ROOT/raw,"
   echo "   and the shop database: its dump as of $before and Debezium events for $before .. $DEMO_DATE"
-  python -m jobs.demo_generator --start-date "$first" --days 9 --users 12000 --events-per-day 30000 \
-    --oltp-from "$before"
+  python -m demo --start-date "$first" --days 9 --users 12000 --events-per-day 30000 \
+    --oltp-from "$before" > "$AIRFLOW_HOME/demo-generate.log"
   echo "== backfilling bronze for $first .. $before and A/B history for the two nights before (spark-submit)"
   spark_submit jobs/clickstream_bronze.py --date "$first" --end-date "$before" > "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   spark_submit jobs/ab_report.py --date "$(date -d "$DEMO_DATE -2 day" +%F)" --end-date "$before" \
@@ -90,7 +90,7 @@ demo() {
   spark_submit jobs/als_train.py --date "$(date -d "$DEMO_DATE -3 day" +%F)" >> "$AIRFLOW_HOME/demo-backfill.log" 2>&1
   echo "== airflow dags test cdc_ingestion: onboard users, subscriptions, items from the dump, merge $before"
   run_dag cdc_ingestion "$(python -c 'import json, sys; from jobs.common import config; from jobs.common.paths import Lake
-from jobs.demo_oltp import snapshot_params
+from demo.shop import snapshot_params
 print(json.dumps(snapshot_params(Lake(config.lake_root()), sys.argv[1])))' "$before")"
   echo "== airflow dags test cdc_ingestion (run_date=$DEMO_DATE): the incremental merge"
   run_dag cdc_ingestion "{\"run_date\": \"$DEMO_DATE\"}"
@@ -116,10 +116,10 @@ client = boto3.client("s3", endpoint_url=extra["endpoint_url"], region_name="us-
 objects = [o["Key"] for o in client.list_objects_v2(Bucket=extra["bucket"])["Contents"]]
 print(f"  S3          s3://{extra['bucket']}/ at {extra['endpoint_url']}: {', '.join(sorted(objects))}")
 print("A/B verdicts:")
-for entry in json.loads(storage.read_bytes(f"{reports}/report.json"))["experiments"]:
+for entry in json.loads(storage.read_bytes(lake.report_file("ab", day, "report.json")))["experiments"]:
     print(f"  {entry['id']}: {entry['verdict']['text']}")
-als = json.loads(storage.read_bytes(f"{lake.partition('reports', 'als', day)}/run.json"))
-cdc = json.loads(storage.read_bytes(f"{lake.partition('reports', 'cdc', day)}/run.json"))
+als = json.loads(storage.read_bytes(lake.report_file("als", day)))
+cdc = json.loads(storage.read_bytes(lake.report_file("cdc", day)))
 print(f"CDC merge of the shop database ({cdc['status']}): {json.dumps(cdc['counts'])}")
 for name, table in cdc["tables"].items():
     counts = table["counts"]

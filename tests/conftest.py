@@ -1,4 +1,9 @@
-"""Shared fixtures: one SparkSession for the whole run, a fresh lake per test, event builders."""
+"""Shared fixtures: one SparkSession for the whole run, a fresh lake per test, event builders; test tiers.
+
+Every test gets the marker of its folder (`unit`, `dags`, `spark`, `integration`, `e2e`), so a tier runs
+alone: `make test-fast` is `-m "unit or dags"`. A unit or DAG test that asks for Spark is an error: the
+quick tier must stay quick.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,25 @@ import pytest
 
 from jobs.common import config
 from jobs.common.paths import Lake
-from jobs.common.raw_zone import RawRecord
+from jobs.ingest.raw_zone import RawRecord
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "dags", "spark", "integration", "e2e")
+QUICK = ("unit", "dags")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier folders {TIERS}")
+        if tier in QUICK and "spark" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid}: a {tier} test must not start Spark; move it to tests/spark/")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +48,7 @@ def spark() -> Iterator:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "3g")
+        .config("spark.driver.memory", "2g")
         # one session runs every Spark test: keep the status store (plans of every query, also without
         # the UI) small, so the driver heap is there for broadcasts and GX rather than for old plans
         .config("spark.sql.ui.retainedExecutions", "50")
@@ -41,6 +60,19 @@ def spark() -> Iterator:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_cached(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A job or test that persists a frame releases it: one session runs every Spark test (and a backfill runs
+    many days in one session), so a frame left cached holds driver and executor memory for the rest of it."""
+    yield
+    if "spark" not in request.fixturenames:
+        return
+    session = request.getfixturevalue("spark")
+    if not session._jsparkSession.sharedState().cacheManager().isEmpty():
+        session.catalog.clearCache()
+        pytest.fail("the test left cached DataFrames behind (persist without unpersist)")
 
 
 @pytest.fixture(scope="session")

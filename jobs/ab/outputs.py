@@ -4,7 +4,7 @@
     gold/ab/history/dt=D/history.parquet                      one row per experiment x metric x arm
     reports/ab/dt=D/report.json, report.html, _manifest.json  what people read
 
-Each directory is written aside and swapped in (`LakeFS.publish`), the report last, so a
+Each directory is written aside and swapped in (`Run.publish`), the report last, so a
 crash leaves the previous night's outputs, never half of tonight's. A run for a subset of
 experiments replaces only their rows and entries and keeps the others of that date.
 """
@@ -14,14 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from jobs.ab import render
-from jobs.common import config, storage
+from jobs.ab import STAGE, render
+from jobs.common import storage
 from jobs.common.paths import Lake
+from jobs.common.run import Output, Run
 
 HISTORY_COLUMNS = [
     "report_date", "experiment_id", "metric", "role", "variant", "users_control", "users_treatment",
@@ -85,48 +86,60 @@ def _keep_others(existing: pd.DataFrame, new: pd.DataFrame, ids: set[str]) -> pd
     return pd.concat(frames, ignore_index=True) if frames else new
 
 
-def merge_subset(lake: Lake, day: dt.date, report: dict[str, Any], counts: pd.DataFrame,
-                 diag: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+@dataclass
+class Night:
+    """A night's A/B results before they are published: the report and the frames it was built from."""
+
+    report: dict[str, Any]
+    counts: pd.DataFrame
+    diagnostics: pd.DataFrame
+
+
+def merge_subset(lake: Lake, day: dt.date, night: Night) -> Night:
     """For a run on some experiments: tonight's published rows of the other experiments stay."""
-    ids = {e["id"] for e in report["experiments"]}
-    reports_dir, counts_dir = lake.partition("reports", "ab", day), lake.partition("gold", "ab/counts", day)
+    ids = {e["id"] for e in night.report["experiments"]}
     try:
-        old = json.loads(storage.read_bytes(f"{reports_dir}/report.json"))
+        old = json.loads(storage.read_bytes(lake.report_file(STAGE, day, "report.json")))
         others = [e for e in old["experiments"] if e["id"] not in ids]
-        report = {**report, "experiments": sorted(others + report["experiments"], key=lambda e: e["id"])}
+        report = {**night.report, "experiments": sorted(others + night.report["experiments"], key=lambda e: e["id"])}
     except FileNotFoundError:
-        pass
-    counts = _keep_others(_read_parquet(f"{counts_dir}/counts.parquet", list(counts.columns)), counts, ids)
-    diag = _keep_others(_read_parquet(f"{counts_dir}/diagnostics.parquet", list(diag.columns)), diag, ids)
-    return report, counts, diag
+        report = night.report
+    counts_dir = lake.partition("gold", "ab/counts", day)
+    counts = _keep_others(_read_parquet(f"{counts_dir}/counts.parquet", list(night.counts.columns)), night.counts, ids)
+    diag = _keep_others(_read_parquet(f"{counts_dir}/diagnostics.parquet", list(night.diagnostics.columns)),
+                        night.diagnostics, ids)
+    return Night(report, counts, diag)
 
 
-def publish(lake: Lake, day: dt.date, report: dict[str, Any], counts: pd.DataFrame, diag: pd.DataFrame,
-            history: pd.DataFrame, only: list[str] | None, lake_fs: Any,
+def publish(this: Run, night: Night, history: pd.DataFrame, only: list[str] | None,
             seconds: dict[str, float] | None = None) -> dict[str, Any]:
-    """Write counts, history and the report aside, then swap each in (report last). Returns a summary."""
+    """Write counts, history and the report aside, then swap each in (report last). Returns a summary.
+
+    `history`: the earlier nights' history rows, for the report's trend charts."""
+    lake, day = this.lake, this.day
     if only:
-        report, counts, diag = merge_subset(lake, day, report, counts, diag)
-    tonight = history_rows(report)
-    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        night = merge_subset(lake, day, night)
+    tonight = history_rows(night.report)
     past = history[history["report_date"] < day.isoformat()] if not history.empty else history
-    html = render.report_html(report, pd.concat([past, tonight], ignore_index=True) if not past.empty else tonight)
+    html = render.report_html(night.report, pd.concat([past, tonight], ignore_index=True) if not past.empty
+                              else tonight)
     targets = {
-        ("gold", "ab/counts"): {"counts.parquet": _parquet(counts), "diagnostics.parquet": _parquet(diag)},
+        ("gold", "ab/counts"): {"counts.parquet": _parquet(night.counts),
+                                "diagnostics.parquet": _parquet(night.diagnostics)},
         ("gold", "ab/history"): {"history.parquet": _parquet(tonight)},
-        ("reports", "ab"): {"report.json": json.dumps(report, indent=2).encode(), "report.html": html.encode()},
+        ("reports", STAGE): {"report.json": json.dumps(night.report, indent=2).encode(), "report.html": html.encode()},
     }
-    manifest = {"report_date": day.isoformat(), "run_id": run_id, "job": "ab_report",
-                "code_version": config.code_version(), "experiments": [e["id"] for e in report["experiments"]],
-                "recomputed": only or "all", "rows": {"counts": len(counts), "history": len(tonight)},
-                "seconds": seconds, "schema_version": report["schema_version"]}
-    published = {}
+    manifest = {**this.header(), "report_date": day.isoformat(),
+                "experiments": [e["id"] for e in night.report["experiments"]],
+                "recomputed": only or "all", "rows": {"counts": len(night.counts), "history": len(tonight)},
+                "seconds": seconds, "schema_version": night.report["schema_version"]}
+    outputs = {}
     for (zone, table), files in targets.items():
-        staging = lake.staging(zone, table, day, run_id)
-        for name, data in {**files, "_manifest.json": json.dumps(manifest, indent=2).encode()}.items():
+        staging = this.staging(zone, table)
+        for name, data in files.items():
             storage.write_atomic(f"{staging}/{name}", data)
-        final = lake.partition(zone, table, day)
-        lake_fs.publish(staging, final)
-        published[f"{zone}/{table}"] = final
-    return {"status": "published", "report_date": day.isoformat(), "run_id": run_id, "outputs": published,
-            "verdicts": {e["id"]: e["verdict"]["decision"] for e in report["experiments"]}}
+        outputs[f"{zone}/{table}"] = Output(staging, lake.partition(zone, table, day), manifest)
+    this.publish(list(outputs.values()))
+    return {"status": "published", "report_date": day.isoformat(), "run_id": this.run_id,
+            "outputs": {name: output.final for name, output in outputs.items()},
+            "verdicts": {e["id"]: e["verdict"]["decision"] for e in night.report["experiments"]}}

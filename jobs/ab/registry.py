@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common import config
+from jobs.common.errors import SettingsError
+from jobs.common.settings import read_yaml
 
 KINDS = ("proportion", "continuous", "ratio")
 DIRECTIONS = ("increase", "decrease", "any")
@@ -25,8 +27,8 @@ VALUE_COLUMNS = ("revenue",)
 SPLIT_TOLERANCE = 1e-6
 
 
-class RegistryError(ValueError):
-    """The registry file itself cannot be used."""
+class RegistryError(SettingsError):
+    """The registry file itself cannot be used, or names no such experiment."""
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,18 @@ class Registry:
         return [e for e in self.experiments if e.id in only]
 
 
+def parse_ids(text: str) -> list[str] | None:
+    """`--experiments a,b` as a list of ids (None: all registered)."""
+    return [x.strip() for x in text.split(",") if x.strip()] or None
+
+
 def default_path() -> Path:
-    return config.include_path("experiments.yaml")
+    return config.settings_path("experiments.yaml")
 
 
 def load(path: str | Path | None = None) -> Registry:
     path = Path(path or default_path())
-    return parse(config.read_yaml(path, "experiment registry", RegistryError), source=str(path))
+    return parse(read_yaml(path, "experiment registry", RegistryError), source=str(path))
 
 
 def parse(raw: Any, source: str = "registry") -> Registry:

@@ -10,17 +10,18 @@ the MD5 of the lake copy (ETag of a single-part upload).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.ab import STAGE
 from jobs.common import config, storage
-from jobs.common.paths import Lake, date_arg
+from jobs.common.errors import PipelineError
+from jobs.common.paths import Lake
+from jobs.common.runner import Context, Job, Outcome
 
 FILES = {"report.json": "application/json", "report.html": "text/html; charset=utf-8",
          "_manifest.json": "application/json"}
@@ -38,11 +39,8 @@ class Target:
     @classmethod
     def from_env(cls) -> Target | None:
         """`PIPELINE_REPORTS_BUCKET` (+ `_PREFIX`, `AWS_ENDPOINT_URL`); credentials by boto3's own chain."""
-        bucket = os.environ.get("PIPELINE_REPORTS_BUCKET")
-        if not bucket:
-            return None
-        return cls(bucket, os.environ.get("PIPELINE_REPORTS_PREFIX", "ab-reports"),
-                   os.environ.get("AWS_ENDPOINT_URL") or None, os.environ.get("AWS_DEFAULT_REGION") or None)
+        env = config.reports_bucket()
+        return cls(env.bucket, env.prefix, env.endpoint_url, env.region_name) if env.bucket else None
 
     def client(self) -> Any:
         import boto3
@@ -54,15 +52,15 @@ class Target:
                             config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10))
 
 
-class PublishError(RuntimeError):
-    pass
+class PublishError(PipelineError):
+    """The report could not be copied to the bucket; the message says where and why."""
 
 
 def publish(lake: Lake, day: dt.date, target: Target) -> dict[str, Any]:
     """Upload the date's report files, verify them, then move `latest.json`. Returns the URIs."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    source = lake.partition("reports", "ab", day)
+    source = lake.partition("reports", STAGE, day)
     base = f"{target.prefix.strip('/')}/dt={day.isoformat()}".lstrip("/")
     client = target.client()
     uploaded = []
@@ -108,22 +106,19 @@ def _newer_latest(client: Any, target: Target, day: dt.date) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--date", required=True, type=date_arg)
-    parser.add_argument("--lake-root", default=config.lake_root())
-    parser.add_argument("--bucket", default=os.environ.get("PIPELINE_REPORTS_BUCKET"))
-    parser.add_argument("--prefix", default=os.environ.get("PIPELINE_REPORTS_PREFIX", "ab-reports"))
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
-    args = parser.parse_args(argv)
-    if not args.bucket:
-        parser.error("--bucket (or PIPELINE_REPORTS_BUCKET) is required")
-    try:
-        result = publish(Lake(args.lake_root), args.date, Target(args.bucket, args.prefix, args.endpoint_url))
-    except PublishError as exc:
-        print(f"s3_publish failed: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+    env = config.reports_bucket()
+    job = Job("s3_publish", __doc__, dates="day")
+    job.argument("--bucket", default=env.bucket, help="target bucket (default: $PIPELINE_REPORTS_BUCKET)")
+    job.argument("--prefix", default=env.prefix, help="key prefix (default: %(default)s)")
+    job.argument("--endpoint-url", default=env.endpoint_url, help="S3 API endpoint (default: $AWS_ENDPOINT_URL)")
+
+    def upload(ctx: Context) -> list[Outcome]:
+        if not ctx.args.bucket:
+            ctx.usage_error("--bucket (or PIPELINE_REPORTS_BUCKET) is required")
+        target = Target(ctx.args.bucket, ctx.args.prefix, ctx.args.endpoint_url, env.region_name)
+        return [Outcome(publish(ctx.lake, ctx.args.date, target))]
+
+    return job.main(argv, upload)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+
+from jobs.als.settings import AlsSettings
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "weight", "event_ts"]
 MAP_SCHEMA = "key string, id int, first_seen date"
@@ -105,3 +108,44 @@ def holdout_labels(holdout: DataFrame, train: DataFrame) -> DataFrame:
 def consumed(train: DataFrame) -> DataFrame:
     """Per user: the items to leave out of their recommendations."""
     return train.groupBy("user").agg(F.collect_set("item").alias("exclude"))
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """The data one model sees: training days, then the holdout days, ending with the run date."""
+
+    first: dt.date
+    holdout_start: dt.date
+    last: dt.date
+
+    @classmethod
+    def for_run(cls, day: dt.date, settings: AlsSettings) -> DataWindow:
+        return cls(day - dt.timedelta(days=settings.window_days - 1),
+                   day - dt.timedelta(days=settings.holdout_days - 1), day)
+
+    @property
+    def train_end(self) -> dt.date:
+        return self.holdout_start - dt.timedelta(days=1)
+
+    def cutoff(self) -> dt.datetime:
+        return dt.datetime.combine(self.holdout_start, dt.time())
+
+    def as_dict(self) -> dict[str, str]:
+        return {"first": self.first.isoformat(), "train_end": self.train_end.isoformat(),
+                "holdout_start": self.holdout_start.isoformat(), "last": self.last.isoformat()}
+
+
+def in_window(rows: DataFrame, window: DataWindow) -> DataFrame:
+    """Rows with an event time inside the window (or none, to be quarantined), tagged `holdout` after the cutoff."""
+    end = dt.datetime.combine(window.last + dt.timedelta(days=1), dt.time())
+    inside = (F.col("event_ts") >= F.lit(dt.datetime.combine(window.first, dt.time()))) & (F.col("event_ts") < end)
+    return (rows.where(inside | F.col("event_ts").isNull())
+            .withColumn("holdout", F.col("event_ts") >= F.lit(window.cutoff())))
+
+
+def labelled(frame: DataFrame, ids: dict[str, DataFrame]) -> DataFrame:
+    """Each integer id column `c` becomes `c_idx`, with the external id beside it as `c_id`."""
+    for column, id_map in ids.items():
+        frame = frame.withColumnRenamed(column, f"{column}_idx").join(
+            id_map.select(F.col("id").alias(f"{column}_idx"), F.col("key").alias(f"{column}_id")), f"{column}_idx")
+    return frame

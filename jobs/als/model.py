@@ -35,6 +35,11 @@ class Trained:
     params: AlsParams
     seconds: float
 
+    def release(self) -> None:
+        """Drop the factors `train` cached (they are saved with the version; the session lives on)."""
+        self.model.userFactors.unpersist()
+        self.model.itemFactors.unpersist()
+
 
 def train(ratings: DataFrame, params: AlsParams, settings: AlsSettings, checkpoint_dir: str) -> Trained:
     """ALS(implicitPrefs=True) on `user, item, confidence`, checkpointing every few iterations.

@@ -49,7 +49,7 @@ def set_champion(lake: Lake, record: dict[str, Any]) -> None:
 
 def versions(lake: Lake) -> list[dict[str, Any]]:
     """Manifests of every complete version, oldest run date first."""
-    files = storage.list_files(lake.table("models", MODEL) + "/versions", "_manifest.json")
+    files = storage.list_files(lake.model_versions(MODEL), "_manifest.json")
     found = [m for m in (_json(f) for f in files if f.rsplit("/", 3)[-3] == "versions") if m]
     return sorted(found, key=lambda m: (m["run_date"], m["version"]))
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.common import config
+from jobs.common import config, errors
+from jobs.common.settings import read_yaml
 
 PRIMARY_METRICS = ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k")
 JAVA_INT_MAX = 2**31 - 1
 
 
-class SettingsError(ValueError):
+class SettingsError(errors.SettingsError):
     """The ALS settings are unusable; the message lists every problem."""
 
 
@@ -74,7 +75,7 @@ class AlsSettings:
 
 
 def default_path() -> Path:
-    return config.include_path("als.yaml")
+    return config.settings_path("als.yaml")
 
 
 def _finite(value: Any) -> bool:
@@ -184,7 +185,7 @@ def parse(raw: dict[str, Any]) -> AlsSettings:
 def load(path: str | Path | None = None) -> AlsSettings:
     """Read and validate als.yaml; `SettingsError` lists every problem."""
     path = Path(path or default_path())
-    raw = config.read_yaml(path, "ALS settings", SettingsError)
+    raw = read_yaml(path, "ALS settings", SettingsError)
     if not isinstance(raw, dict):
         raise SettingsError(f"ALS settings {path} must be a YAML mapping")
     return parse(raw)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 OUTPUT_SCHEMA = "query int, rank int, item int, score float"
 
@@ -87,3 +89,23 @@ def recommend(queries: DataFrame, items: DataFrame, k: int, block: int, cosine: 
     if len(item_ids) == 0:
         return queries.sparkSession.createDataFrame([], OUTPUT_SCHEMA)
     return queries.select("id", "features", "exclude").mapInPandas(score, OUTPUT_SCHEMA)
+
+
+def popularity_recs(users: DataFrame, popular: DataFrame, k: int, block: int) -> DataFrame:
+    """Most popular items not yet consumed, per user (`user, exclude`): a rank-1 dot product."""
+    queries = users.select(F.col("user").alias("id"), F.array(F.lit(1.0)).alias("features"), "exclude")
+    items = popular.select(F.col("item").alias("id"), F.array(F.col("score")).alias("features"))
+    return recommend(queries, items, k, block).withColumnRenamed("query", "user")
+
+
+def model_recs(model: ALSModel, users: DataFrame, k: int, block: int) -> DataFrame:
+    """ALS top-K for `users` (`user, exclude`) that have factors; the others get nothing here."""
+    queries = model.userFactors.join(users.withColumnRenamed("user", "id"), "id")
+    return recommend(queries, model.itemFactors, k, block).withColumnRenamed("query", "user")
+
+
+def similar_items(model: ALSModel, k: int, block: int) -> DataFrame:
+    """Top-K items by cosine of item factors, the item itself left out."""
+    queries = model.itemFactors.withColumn("exclude", F.array(F.col("id")))
+    return (recommend(queries, model.itemFactors, k, block, cosine=True)
+            .withColumnRenamed("item", "similar_item").withColumnRenamed("query", "item"))

@@ -1,269 +1,224 @@
-"""The CDC merge: a table's change log -> `<table>_current` and `<table>_history` (SCD type 2).
+"""Debezium change events -> bronze change log -> silver `<table>_current` and `<table>_history`.
 
-Only keys that changed are recomputed. For each such key the versions already in history are
-turned back into the events that made them (an image event per version, plus the delete or
-truncate that closed one), unioned with the new events, de-duplicated by (key, position, op)
-and replayed in source order. That makes the merge
-
-- idempotent: replaying events already applied changes nothing (at-least-once delivery);
-- order-free: events that arrive late, in another batch or partition, land where their
-  position says, and the history is rebuilt around them;
-- bounded by the day's keys: untouched keys' rows are copied, never shuffled or replayed.
-
-A snapshot (JDBC or dump file) enters as `r` events at its watermark position, plus a delete
-for every live key it does not contain; change events at or before the watermark are
-dropped, so the table is the snapshot plus the changes after it.
+For date D: every CDC record drained on Kafka date D (`raw/cdc.<schema>.<table>/`), or a Kafka
+Connect sink export, is parsed (`changelog.py`); changes go to `bronze/cdc_changes/dt=D`, bad
+records to `quarantine/cdc_changes/dt=D` with a reason. Each configured table is merged in source
+order (`scd2.py`), starting from a pending snapshot if `cdc_snapshot` wrote one. The change log
+and every silver table pass their GX suites before anything is published; then bronze,
+quarantine, each table's history and current are swapped in, and `reports/cdc/dt=D/run.json`
+says what happened, with every count. A failed gate publishes nothing (exit 3).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 from dataclasses import dataclass
+from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, MapType, StringType, StructField, StructType, _parse_datatype_string
 
-from jobs.cdc.settings import Table
+from jobs.cdc import STAGE, changelog, scd2, state
+from jobs.cdc.settings import Settings, Table
+from jobs.common.paths import Lake
+from jobs.common.run import Output, Run
+from jobs.common.runner import Outcome, new_run_id
+from jobs.common.spark import LakeFS, read_raw
 
-IMAGE_OPS = ["c", "u", "r"]
-#: Version bookkeeping columns of `_history`; `_current` keeps those that still apply to a live row.
-HISTORY_META = ["_key", "valid_from", "valid_to", "is_current", "opened_by", "closed_by",
-                "_pos_from", "_pos_to", "_tx_id", "_flags"]
-CURRENT_META = ["_key", "valid_from", "opened_by", "_pos_from", "_tx_id", "_flags"]
-#: Where a replayed event comes from; on a tie (same key, position and op) the earlier origin wins,
-#: so an event that is already in history counts as a duplicate, not as a new change.
-ORIGINS = {"history": 0, "snapshot": 1, "batch": 2}
-FLAGS = {
-    "update_for_unseen_key": "an update for a key with no earlier version (kept, with this flag)",
-    "insert_over_existing": "an insert for a key that already had a live version (applied as an upsert)",
-}
+log = logging.getLogger(__name__)
+JOB = "cdc_merge"
 
 
-@dataclass(frozen=True)
-class Silver:
-    """A table's silver state before the merge (None: not created yet)."""
+def history_checks(history: DataFrame) -> DataFrame:
+    """The per-key columns the history suite checks: successor start, reopening, current key, interval state."""
+    order = Window.partitionBy("_key").orderBy("_pos_from")
+    successor = F.lead("valid_from").over(order)
+    state_ = (F.when(F.col("is_current") & F.col("valid_to").isNull(), "open")
+              .when(~F.col("is_current") & F.col("valid_to").isNotNull(), "closed").otherwise("inconsistent"))
+    return history.select(
+        "_key", "valid_from", "valid_to", "is_current",
+        F.when(F.col("closed_by").isin(scd2.IMAGE_OPS), successor).alias("_successor_from"),
+        F.when(F.col("closed_by").isin("d", "t"), successor).alias("_reopened_from"),
+        F.when(F.col("is_current"), F.col("_key")).alias("_current_key"),
+        state_.alias("_interval_state"))
 
-    history: DataFrame | None
-    current: DataFrame | None
-    watermark: list[int] | None = None
-    #: Every truncate merged so far ({"pos", "ts_us", "tx_id"}): a late change older than one of them
-    #: must still be closed by it, whichever batch it arrives in.
-    truncates: tuple[dict, ...] = ()
+
+def read_changes(spark: SparkSession, lake_fs: LakeFS, lake: Lake, cdc: Settings, day: dt.date,
+                 export: str | None) -> tuple[DataFrame, list[str]]:
+    """The day's parsed records and the inputs they came from (none: an empty day).
+
+    Every drained `<topic_prefix>.*` topic is read, configured or not: a table Debezium captures
+    but cdc.yaml does not know is reported (quarantined, named in run.json), never ignored.
+    """
+    if export:
+        return changelog.read_export(spark, export, cdc), [export]
+    topics = [d.rsplit("/", 1)[-1] for d in lake_fs.list_dirs(lake.zone("raw"))]
+    dirs = [lake.raw_day(t, day) for t in topics if t.startswith(f"{cdc.topic_prefix}.")]
+    dirs = [d for d in dirs if lake_fs.exists(d)]
+    if not dirs:
+        return spark.createDataFrame([], changelog.PARSED_SCHEMA), []
+    return changelog.parse_raw(read_raw(spark, dirs), cdc), dirs
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    rows: DataFrame  # change-log rows, op `r`, at the watermark position
-    watermark: list[int]
-    taken_at: str  # ISO timestamp: valid_from of the versions it opens, valid_to of those it closes
+def _write(df: DataFrame, uri: str) -> DataFrame:
+    df.write.mode("overwrite").parquet(uri)
+    return df.sparkSession.read.parquet(uri)
+
+
+def write_table(df: DataFrame, uri: str) -> DataFrame:
+    """A whole silver table, in at most spark.sql.shuffle.partitions files (merged without a shuffle), so
+    the copied untouched part and each night's new part do not add up to ever more small files."""
+    return _write(df.coalesce(int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))), uri)
 
 
 @dataclass
-class Merged:
-    history: DataFrame
-    current: DataFrame
-    events: DataFrame  # the replayed events of the touched keys, with `_outcome` (for the counts)
-    columns: list[tuple[str, str]]
-    new_columns: list[str]
-    truncates: tuple[dict, ...]  # the table's truncates after this batch (for the next Silver)
+class MergedTable:
+    """One table's merge, staged and validated: its manifest, where its history and current wait, the verdict."""
+
+    manifest: dict[str, Any]
+    staged: dict[str, str]  # kind (history, current) -> staging directory
+    ok: bool
+    unmatched_tombstones: DataFrame
 
 
-def target_columns(table: Table, silver: Silver, changes: DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
-    """Data columns in order: existing silver columns, configured columns, then columns that appeared.
+def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFrame,
+                has_changes: bool) -> MergedTable | None:
+    """Merge one table into staging and validate it, or None when there is nothing to merge (no changes
+    and no pending snapshot: silver stays as it is)."""
+    from jobs.common.validation import validate  # GX import is slow: only when validating
 
-    A column seen in the events but not yet in silver gets the type the parser inferred (string
-    when events disagree); existing columns keep their type.
-    """
-    columns: list[tuple[str, str]] = []
-    if silver.history is not None:
-        columns = [(f.name, f.dataType.simpleString()) for f in silver.history.schema.fields
-                   if f.name not in HISTORY_META]
-    known = {name for name, _ in columns}
-    columns += [(c.name, c.type) for c in table.columns if c.name not in known]
-    known |= {c.name for c in table.columns}
-    seen = (changes.where(F.col("column_types").isNotNull())
-            .select(F.explode(F.from_json("column_types", MapType(StringType(), StringType()))))
-            .distinct().collect())
-    types: dict[str, set[str]] = {}
-    for row in seen:
-        if row["key"] not in known:
-            types.setdefault(row["key"], set()).add(row["value"])
-    new = sorted(types)
-    columns += [(name, next(iter(types[name])) if len(types[name]) == 1 else "string") for name in new]
-    return columns, new
-
-
-def row_type(columns: list[tuple[str, str]]) -> DataType:
-    return StructType([StructField(n, _parse_datatype_string(t)) for n, t in columns])
-
-
-def _null_row(columns: list[tuple[str, str]]) -> Column:
-    return F.lit(None).cast(row_type(columns)).alias("row")
-
-
-def typed_row(json_image: Column, columns: list[tuple[str, str]]) -> Column:
-    """A canonical JSON image -> a typed struct (strings cast to the column types; null stays null)."""
-    strings = F.from_json(json_image, StructType([StructField(n, StringType()) for n, _ in columns]))
-    return F.when(json_image.isNotNull(), F.struct(*[strings[n].try_cast(t).alias(n) for n, t in columns]))
-
-
-def _event(key: Column, op: Column, pos: Column, ts: Column, tx: Column, row: Column, origin: str) -> list[Column]:
-    """The columns of a replayable event; snapshot reads rank before changes at the same position."""
-    return [key.alias("_key"), op.alias("op"), pos.alias("pos"), ts.alias("source_ts"),
-            tx.cast("string").alias("tx_id"), row.alias("row"), F.lit(ORIGINS[origin]).alias("_origin"),
-            F.lit(0 if origin == "snapshot" else 1).alias("_rank")]
-
-
-def _change_events(changes: DataFrame, columns: list[tuple[str, str]], origin: str = "batch") -> DataFrame:
-    return changes.select(*_event(F.col("key"), F.col("op"), F.col("pos"), F.col("source_ts"), F.col("tx_id"),
-                                  typed_row(F.col("after"), columns), origin))
-
-
-def _history_events(history: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
-    """The events that built these versions: each version's opening image and a closing delete/truncate."""
-    row = F.struct(*[F.col(n).cast(t).alias(n) if n in history.columns else F.lit(None).cast(t).alias(n)
-                     for n, t in columns])
-    images = history.select(*_event(F.col("_key"), F.col("opened_by"), F.col("_pos_from"), F.col("valid_from"),
-                                    F.col("_tx_id"), row, "history"))
-    closings = history.where(F.col("closed_by").isin("d", "t")).select(*_event(
-        F.col("_key"), F.col("closed_by"), F.col("_pos_to"), F.col("valid_to"), F.lit(None), _null_row(columns),
-        "history"))
-    return images.unionByName(closings)
-
-
-def truncates_of(changes: DataFrame) -> list[dict]:
-    """The batch's truncates (a handful at most), as table-level state kept in the manifest."""
-    rows = (changes.where(F.col("op") == "t")
-            .select("pos", F.unix_micros("source_ts").alias("ts_us"), "tx_id").distinct().collect())
-    return [{"pos": list(r["pos"]), "ts_us": r["ts_us"], "tx_id": r["tx_id"]} for r in rows]
-
-
-def _truncate_events(truncates: list[dict], keys: DataFrame, columns: list[tuple[str, str]],
-                     origin: str) -> DataFrame:
-    """A truncate closes every key live at its position: one `t` event per key that may be live."""
-    spark = keys.sparkSession
-    table = spark.createDataFrame([(t["pos"], t["ts_us"], t["tx_id"]) for t in truncates],
-                                  "pos array<bigint>, ts_us bigint, tx_id string")
-    return F.broadcast(table).crossJoin(keys).select(*_event(
-        F.col("_key"), F.lit("t"), F.col("pos"), F.timestamp_micros("ts_us"), F.col("tx_id"), _null_row(columns),
-        origin))
-
-
-def _snapshot_events(snapshot: Snapshot, columns: list[tuple[str, str]], current: DataFrame | None) -> DataFrame:
-    """Snapshot rows as `r` events (ranked before changes at the same position) and deletes for absent keys."""
-    reads = _change_events(snapshot.rows, columns, origin="snapshot")
-    if current is None:
-        return reads
-    absent = (current.where(F.col("_pos_from") < position(snapshot.watermark))
-              .select("_key").join(reads.select("_key"), "_key", "left_anti"))
-    return reads.unionByName(absent.select(*_event(
-        F.col("_key"), F.lit("d"), position(snapshot.watermark), F.to_timestamp(F.lit(snapshot.taken_at)), F.lit(None),
-        _null_row(columns), "snapshot")))
-
-
-def position(pos: list[int]) -> Column:
-    return F.array(*[F.lit(p).cast("bigint") for p in pos])
-
-
-def sequence(events: DataFrame) -> DataFrame:
-    """Replay each key's events in source order: drop exact repeats and unchanged snapshot re-reads,
-    then link every event to the next one and flag what does not fit (`_outcome`)."""
-    order = Window.partitionBy("_key").orderBy("pos", "_rank", "op")
-    repeats = Window.partitionBy("_key", "pos", "op").orderBy("_origin")
-    numbered = events.withColumn("_copy", F.row_number().over(repeats))
-    unique = numbered.where(F.col("_copy") == 1)
-    prev_op, prev_row = F.lag("op").over(order), F.lag("row").over(order)
-    unchanged_reread = (F.col("op") == "r") & prev_op.isin(IMAGE_OPS) & prev_row.eqNullSafe(F.col("row"))
-    kept = unique.withColumn("_unchanged", F.coalesce(unchanged_reread, F.lit(False)))
-    live_before = F.coalesce(F.lag("op").over(order).isin(IMAGE_OPS), F.lit(False))
-    linked = (kept.where(~F.col("_unchanged"))
-              .withColumn("_live_before", live_before)
-              .withColumn("_next_op", F.lead("op").over(order))
-              .withColumn("_next_pos", F.lead("pos").over(order))
-              .withColumn("_next_ts", F.lead("source_ts").over(order)))
-    outcome = (F.when((F.col("op") == "u") & ~F.col("_live_before"), "update_for_unseen_key")
-               .when((F.col("op") == "c") & F.col("_live_before"), "insert_over_existing")
-               .when((F.col("op") == "d") & ~F.col("_live_before"), "delete_for_missing_key")
-               .when((F.col("op") == "t") & ~F.col("_live_before"), "truncate_of_missing_key")
-               .otherwise("applied"))
-    return (linked.withColumn("_outcome", outcome)
-            .unionByName(kept.where(F.col("_unchanged")).withColumn("_outcome", F.lit("unchanged_snapshot_row")),
-                         allowMissingColumns=True)
-            .unionByName(numbered.where(F.col("_copy") > 1).withColumn("_outcome", F.lit("duplicate")),
-                         allowMissingColumns=True))
-
-
-def versions(sequenced: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
-    images = sequenced.where(F.col("op").isin(IMAGE_OPS) & ~F.col("_outcome").isin("unchanged_snapshot_row",
-                                                                                     "duplicate"))
-    flags = F.array_compact(F.array(*[F.when(F.col("_outcome") == f, F.lit(f)) for f in FLAGS]))
-    return images.select(
-        *[F.col(f"row.{n}").alias(n) for n, _ in columns],
-        "_key", F.col("source_ts").alias("valid_from"), F.col("_next_ts").alias("valid_to"),
-        F.col("_next_op").isNull().alias("is_current"), F.col("op").alias("opened_by"),
-        F.col("_next_op").alias("closed_by"), F.col("pos").alias("_pos_from"), F.col("_next_pos").alias("_pos_to"),
-        F.col("tx_id").alias("_tx_id"), flags.alias("_flags"))
-
-
-def current_of(history: DataFrame) -> DataFrame:
-    return history.where("is_current").select(*[c for c in history.columns if c not in HISTORY_META], *CURRENT_META)
-
-
-def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot | None = None) -> Merged:
-    """Apply one batch of bronze change-log rows (and an optional snapshot) to a table's silver state."""
+    spark, lake = changes.sparkSession, this.lake
+    published = state.history_manifest(this.fs, lake, table)
+    applied = list(published.get("applied_snapshots", []))
+    snapshot, snapshot_ids = state.pending_snapshot(spark, this.fs, lake, table, applied)
+    if snapshot is None and not has_changes:
+        return None
+    silver = state.silver_of(spark, lake, table, published)
     watermark = snapshot.watermark if snapshot else silver.watermark
-    if watermark:
-        changes = changes.where(F.col("pos") > position(watermark))
-    columns, new_columns = target_columns(table, silver, changes if snapshot is None else changes.unionByName(
-        snapshot.rows.select(*changes.columns)))
-    data = [n for n, _ in columns]
-    keyed = changes.where(F.col("op") != "t")
-    batch_truncates = truncates_of(changes)
-    new_events = _change_events(keyed, columns)
-    if batch_truncates:
-        live = keyed.select(F.col("key").alias("_key"))
-        if silver.current is not None:
-            live = live.unionByName(silver.current.select("_key"))
-        new_events = new_events.unionByName(_truncate_events(batch_truncates, live.distinct(), columns, "batch"))
-    if snapshot is not None:
-        new_events = new_events.unionByName(_snapshot_events(snapshot, columns, silver.current))
-    touched = new_events.select("_key").distinct()
-    earlier = [t for t in silver.truncates if (not watermark or t["pos"] > watermark) and t not in batch_truncates]
-    if earlier:  # replayed with the history's origin: they close late keys but are not this batch's changes
-        new_events = new_events.unionByName(_truncate_events(earlier, touched, columns, "history"))
+    before_watermark = changes.where(F.col("pos") <= scd2.position(watermark)).count() if watermark else 0
+    merged = scd2.merge(table, silver, changes, snapshot)
+    merged.events.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        staged = {kind: this.table_staging("silver", f"{table.name}_{kind}") for kind in ("history", "current")}
+        history = write_table(merged.history, staged["history"])
+        current = write_table(merged.current, staged["current"])
+        outcomes = scd2.count_outcomes(merged.events)
+    finally:
+        merged.events.unpersist()
+    live = current.count()
+    unmatched = scd2.unmatched_tombstones(tombstones, changes, current)
+    docs = this.docs(f"cdc/{table.name}")
+    checks = history_checks(history).persist(StorageLevel.MEMORY_AND_DISK)  # one window pass, not one per check
+    try:
+        gates = [validate(checks, "cdc_history", {"live_keys": live}, f"{docs}/history", this.fs),
+                 validate(current, "cdc_current", {"live_keys": live}, f"{docs}/current", this.fs)]
+    finally:
+        checks.unpersist()
+    manifest = {
+        "table": table.name, **this.header(),
+        "watermark": watermark, "applied_snapshots": sorted(set(applied) | set(snapshot_ids)),
+        "snapshot_applied": snapshot_ids[-1] if snapshot_ids else None,
+        "columns": merged.columns, "new_columns": merged.new_columns, "truncates": list(merged.truncates),
+        "counts": {"changes": sum(v for k, v in outcomes.items() if not k.endswith(":duplicate")),
+                   "events": outcomes, "before_snapshot_watermark": before_watermark,
+                   "current_rows": live, "history_rows": history.count()},
+        "validation": [g.as_dict() for g in gates],
+    }
+    return MergedTable(manifest, staged, all(g.success for g in gates), unmatched)
 
-    if silver.history is None:
-        events, untouched_history = new_events, None
+
+def table_outputs(lake: Lake, table: Table, merged: MergedTable) -> list[Output]:
+    """History first, then current: a crash in between leaves current behind, and the next run of
+    the same date rebuilds the touched keys' current rows from history."""
+    return [Output(merged.staged[kind], lake.silver(table.name, kind), merged.manifest)
+            for kind in ("history", "current")]
+
+
+def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: str | None = None,
+        run_id: str | None = None) -> dict[str, Any]:
+    """The whole job for one date; returns run.json (status `published` or `rejected`)."""
+    from jobs.common.validation import validate
+
+    this = Run(JOB, lake, day, run_id or new_run_id(), LakeFS(spark))
+    parsed, inputs = read_changes(spark, this.fs, lake, cdc, day, export)
+    # the day's tombstones and quarantine, written once so the parse is not re-run; deleted at the end
+    scratch = {name: this.staging("bronze", f"_cdc_{name}") for name in ("tombstones", "quarantine")}
+    staged = {"bronze": this.staging("bronze", state.CHANGES), "quarantine": this.staging("quarantine", state.CHANGES)}
+    parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        counts = changelog.count_kinds(parsed)
+        unconfigured = sorted(r["source"] for r in parsed.where(
+            F.col("reason").startswith("no_primary_key_configured")).select("source").distinct().collect())
+        bronze = _write(changelog.to_bronze(parsed), staged["bronze"])
+        quarantine = changelog.to_quarantine(parsed)
+        tombstones = parsed.where(F.col("kind") == "tombstone").select("table", "key")
+        tombstones = _write(tombstones, scratch["tombstones"])
+        quarantine = _write(quarantine, scratch["quarantine"])
+    finally:
+        parsed.unpersist()
+    for source in unconfigured:
+        log.error("CDC events for table %s were quarantined: it has no primary key configured; add it to "
+                  "cdc.yaml (source, primary_key, columns) and replay the day", source)
+    gate = validate(bronze, "cdc_changes", {"tables": [t.name for t in cdc.tables]}, this.docs("cdc/changes"),
+                    this.fs)
+    tables: dict[str, MergedTable] = {}
+    per_table = {r["table"]: r["count"] for r in bronze.groupBy("table").count().collect()}
+    for table in cdc.tables if gate.success else []:
+        merged = merge_table(this, table, bronze.where(F.col("table") == table.name),
+                             tombstones.where(F.col("table") == table.name), bool(per_table.get(table.name)))
+        if merged is None:
+            log.info("%s: no changes on %s and no pending snapshot; silver unchanged", table.name, day)
+        else:
+            tables[table.name] = merged
+    for merged in tables.values():
+        quarantine = quarantine.unionByName(merged.unmatched_tombstones.select(
+            F.lit("tombstone_without_delete").alias("reason"), F.lit("tombstone").alias("kind"), "table", "key"),
+            allowMissingColumns=True)
+    quarantine.write.parquet(staged["quarantine"])
+    unmatched = spark.read.parquet(staged["quarantine"]).where(F.col("reason") == "tombstone_without_delete").count()
+    counts.update({"quarantined:tombstone_without_delete": unmatched} if unmatched else {})
+    report = {
+        **this.header(), "inputs": inputs, "counts": dict(sorted(counts.items())),
+        "quarantined": sum(v for k, v in counts.items() if k.startswith("quarantined:")),
+        "unconfigured_sources": unconfigured, "validation": gate.as_dict(),
+        "tables": {name: merged.manifest for name, merged in tables.items()},
+    }
+    if gate.success and all(merged.ok for merged in tables.values()):
+        report["status"] = "published"
+        this.publish([Output(staged["bronze"], lake.partition("bronze", state.CHANGES, day), report),
+                      Output(staged["quarantine"], lake.partition("quarantine", state.CHANGES, day)),
+                      *[o for table in cdc.tables if table.name in tables
+                        for o in table_outputs(lake, table, tables[table.name])]])
     else:
-        old = silver.history
-        events = new_events.unionByName(_history_events(old.join(touched, "_key", "left_semi"), columns))
-        untouched_history = old.join(touched, "_key", "left_anti")
-    sequenced = sequence(events)
-    fresh = versions(sequenced, columns)
-    history = fresh if untouched_history is None else untouched_history.unionByName(
-        fresh, allowMissingColumns=True).select(*data, *HISTORY_META)
-    current = current_of(fresh)
-    if silver.current is not None:
-        current = silver.current.join(touched, "_key", "left_anti").unionByName(
-            current, allowMissingColumns=True).select(*data, *CURRENT_META)
-    truncates = tuple(sorted(earlier + batch_truncates, key=lambda t: t["pos"]))
-    return Merged(history, current, sequenced, columns, new_columns, truncates)
+        staged.update({f"{name}_{kind}": path for name, merged in tables.items()
+                       for kind, path in merged.staged.items()})
+        report.update(status="rejected", rejected_batch=this.reject("bronze", state.CHANGES, staged, report))
+    for path in scratch.values():
+        this.fs.delete(path)
+        this.fs.prune_staging(path)
+    report["seconds"] = this.elapsed()
+    this.write_json(lake.report_file(STAGE, day), report)
+    return report
 
 
-def unmatched_tombstones(tombstones: DataFrame, changes: DataFrame, current: DataFrame) -> DataFrame:
-    """Tombstones whose key was neither deleted in this batch nor is gone from the table.
-
-    Debezium writes a tombstone right after a delete; one for a live key means a delete event went
-    missing (or a producer wrote nulls), so the row is kept and the tombstone quarantined.
-    """
-    deleted = changes.where(F.col("op") == "d").select(F.col("key").alias("_key"))
-    keyed = tombstones.where(F.col("key").isNotNull()).withColumn("_key", F.col("key"))
-    return (keyed.join(deleted, "_key", "left_anti").join(current.select("_key"), "_key", "left_semi")
-            .drop("_key"))
+def failures(report: dict[str, Any]) -> list[str]:
+    """Every failed expectation of the run, prefixed by the suite (and table)."""
+    found = [f"cdc_changes: {f}" for f in report["validation"]["failures"]]
+    for name, manifest in report["tables"].items():
+        found += [f"{name} {v['suite']}: {f}" for v in manifest["validation"] for f in v["failures"]]
+    return found
 
 
-def count_outcomes(sequenced: DataFrame) -> dict[str, int]:
-    """The batch's (and snapshot's) events per `op:outcome`; events rebuilt from history are not counted."""
-    new = sequenced.where(F.col("_origin") != ORIGINS["history"])
-    rows = new.groupBy(F.concat_ws(":", "op", "_outcome").alias("k")).count().collect()
-    return {r["k"]: int(r["count"]) for r in rows}
+def summary(report: dict[str, Any]) -> Outcome:
+    """What the entry point prints for a date: the counts, a line per table, and the one line if rejected."""
+    lines = tuple(f"{name}: {m['counts']['current_rows']} current rows, {m['counts']['history_rows']} versions; "
+                  f"events {json.dumps(m['counts']['events'])}" for name, m in report["tables"].items())
+    record = {k: report.get(k) for k in ("status", "dt", "run_id", "counts", "unconfigured_sources")}
+    if report["status"] != "rejected":
+        return Outcome(record, lines)
+    why = "; ".join(failures(report))
+    return Outcome(record, lines, rejected=f"nothing published for dt={report['dt']}; GX: {why}; "
+                                           f"batch kept at {report['rejected_batch']}")

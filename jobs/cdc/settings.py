@@ -1,4 +1,4 @@
-"""The CDC table settings (`include/cdc.yaml`), checked on load so a typo fails before any data moves."""
+"""The CDC table settings (`cdc.yaml`), checked on load so a typo fails before any data moves."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common import config
+from jobs.common.errors import SettingsError
+from jobs.common.settings import read_yaml
 
 SPARK_TYPE = re.compile(r"^(string|bigint|int|double|boolean|timestamp|date|decimal\(\d+,\s*\d+\))$")
 ENCODINGS = {"millis", "micros", "nanos", "base64", "string"}
 
 
-class CdcSettingsError(ValueError):
-    """`include/cdc.yaml` is unreadable or inconsistent; the message lists every problem."""
+class CdcSettingsError(SettingsError):
+    """`cdc.yaml` is unreadable or inconsistent, or names no such table; the message lists every problem."""
 
 
 @dataclass(frozen=True)
@@ -95,5 +97,6 @@ def parse(raw: Any) -> Settings:
 
 
 def load(path: Path | None = None) -> Settings:
-    path = path or config.include_path("cdc.yaml")
-    return parse(config.read_yaml(path, "CDC settings", CdcSettingsError))
+    """`cdc.yaml` (from `$PIPELINE_CONFIG_DIR` if it has one, else `include/`), validated."""
+    path = path or config.settings_path("cdc.yaml")
+    return parse(read_yaml(path, "CDC settings", CdcSettingsError))

@@ -1,65 +1,40 @@
-"""Where a CDC table lives in the lake and what state it is in (silver tables, snapshots, watermarks)."""
+"""What state a CDC table is in: its silver tables, the manifests' watermark and truncates, pending snapshots."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cdc.merge import Silver, Snapshot
+from jobs.cdc.scd2 import Silver, Snapshot
 from jobs.cdc.settings import Table
 from jobs.common.paths import Lake
 from jobs.common.spark import LakeFS
 
+#: The bronze change log's table name: bronze/cdc_changes/dt=D
 CHANGES = "cdc_changes"
-
-
-def history_path(lake: Lake, table: Table) -> str:
-    return lake.table("silver", f"{table.name}_history")
-
-
-def current_path(lake: Lake, table: Table) -> str:
-    return lake.table("silver", f"{table.name}_current")
-
-
-def report_path(lake: Lake, day: dt.date) -> str:
-    return f"{lake.partition('reports', 'cdc', day)}/run.json"
-
-
-def merge_report(lake: Lake, day: dt.date) -> dict[str, Any] | None:
-    """The date's cdc_merge run.json (None: not merged yet); read without Spark, for the DAGs."""
-    from jobs.common import storage
-
-    try:
-        return json.loads(storage.read_bytes(report_path(lake, day)))
-    except FileNotFoundError:
-        return None
-
-
-def snapshots_path(lake: Lake, table: Table) -> str:
-    return lake.table("bronze", f"cdc_snapshots/{table.name}")
 
 
 def history_manifest(lake_fs: LakeFS, lake: Lake, table: Table) -> dict[str, Any]:
     """The published history's manifest: watermark, applied snapshots, truncates ({} before the first merge)."""
-    return json.loads(lake_fs.read_text(lake.manifest(history_path(lake, table))) or "{}")
+    return json.loads(lake_fs.read_text(lake.manifest(lake.silver(table.name, "history"))) or "{}")
 
 
 def silver_of(spark: SparkSession, lake: Lake, table: Table, manifest: dict[str, Any]) -> Silver:
     """The table's silver state as the merge starts from it (empty before the first merge)."""
     if not manifest:
         return Silver(None, None)
-    return Silver(spark.read.parquet(history_path(lake, table)), spark.read.parquet(current_path(lake, table)),
+    return Silver(spark.read.parquet(lake.silver(table.name, "history")),
+                  spark.read.parquet(lake.silver(table.name, "current")),
                   manifest.get("watermark"), tuple(manifest.get("truncates", [])))
 
 
 def _pending(lake_fs: LakeFS, lake: Lake, table: Table, applied: list[str]) -> list[tuple[dict, str, str]]:
     """Published snapshots (manifest, directory, id) not applied to silver yet."""
     pending = []
-    for directory in lake_fs.list_dirs(snapshots_path(lake, table)):
+    for directory in lake_fs.list_dirs(lake.snapshots(table.name)):
         snapshot_id = directory.rsplit("snapshot_id=", 1)[-1]
         text = lake_fs.read_text(lake.manifest(directory))
         if "snapshot_id=" in directory and text and snapshot_id not in applied:

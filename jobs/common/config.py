@@ -1,6 +1,8 @@
-"""The one place for configuration: environment variables with local defaults (12-factor).
+"""The one place that reads the environment: variables with local defaults (12-factor).
 
-Importable without pyspark, so DAG files and Airflow plugins can use it at parse time.
+Importable without pyspark, so DAG files and Airflow plugins can use it at parse time. Every
+variable is listed in `.env.example`; settings files (YAML) are read by `jobs/common/settings.py`
+and the domain loaders, from the directory `settings_path` names.
 """
 
 from __future__ import annotations
@@ -8,10 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = REPO_ROOT / "include"
@@ -24,6 +24,21 @@ DEMO_IP_HASH_KEY = "embedded-demo-key-not-secret"
 def lake_root() -> str:
     """The lake root URI: `file:///...` locally, `s3a://bucket/prefix` on a cluster."""
     return os.environ.get("PIPELINE_LAKE_ROOT") or (REPO_ROOT / "lake").as_uri()
+
+
+def settings_path(name: str) -> Path:
+    """A settings file (`pipeline.yaml`, `cdc.yaml`, ...): from `$PIPELINE_CONFIG_DIR` when that
+    directory has it, else the one in `include/`. A team keeps its own tables or experiments
+    outside the checkout and overrides only the files it changes."""
+    override = os.environ.get("PIPELINE_CONFIG_DIR")
+    if override and (Path(override) / name).is_file():
+        return Path(override) / name
+    return INCLUDE_DIR / name
+
+
+def include_path(*parts: str) -> Path:
+    """An asset kept with the code (expectation suites, schemas, templates)."""
+    return INCLUDE_DIR.joinpath(*parts)
 
 
 def ip_hash_key() -> str:
@@ -44,6 +59,47 @@ def jdbc_driver_jar() -> str:
     return os.environ.get("PIPELINE_JDBC_JAR", "/usr/share/java/postgresql.jar")
 
 
+@dataclass(frozen=True)
+class OltpDatabase:
+    """The OLTP database a JDBC snapshot reads when run by hand (in Airflow: the `oltp_postgres` connection,
+    which the task passes in these same variables)."""
+
+    jdbc_url: str | None
+    user: str | None
+    password: str | None
+
+
+def oltp_database() -> OltpDatabase:
+    return OltpDatabase(os.environ.get("PIPELINE_OLTP_JDBC_URL") or None, os.environ.get("PIPELINE_OLTP_USER") or None,
+                        os.environ.get("PIPELINE_OLTP_PASSWORD") or None)
+
+
+@dataclass(frozen=True)
+class ReportsBucket:
+    """Where the A/B reports are copied without an Airflow connection; credentials come from boto3's chain."""
+
+    bucket: str | None
+    prefix: str
+    endpoint_url: str | None
+    region_name: str | None
+
+
+def reports_bucket() -> ReportsBucket:
+    return ReportsBucket(os.environ.get("PIPELINE_REPORTS_BUCKET") or None,
+                         os.environ.get("PIPELINE_REPORTS_PREFIX", "ab-reports"),
+                         os.environ.get("AWS_ENDPOINT_URL") or None, os.environ.get("AWS_DEFAULT_REGION") or None)
+
+
+def task_retries(default: int) -> int:
+    """Airflow task retries: `PIPELINE_TASK_RETRIES` (0 in development and tests) or the configured default."""
+    return int(os.environ.get("PIPELINE_TASK_RETRIES", default))
+
+
+def quiet_great_expectations() -> None:
+    """No usage analytics calls from GX (this machine, and many clusters, have no internet)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
 @functools.cache
 def code_version() -> str:
     """Git commit of the running code, for manifests; PIPELINE_CODE_VERSION wins (images)."""
@@ -57,22 +113,3 @@ def code_version() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-@functools.cache
-def pipeline_config() -> dict[str, Any]:
-    """`include/pipeline.yaml`: tunables shared by jobs and DAGs (data, not code)."""
-    with open(INCLUDE_DIR / "pipeline.yaml", encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
-    """A YAML file's content; an unreadable or malformed file becomes one `error` naming `what` and the path."""
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise error(f"cannot read {what} {path}: {exc}") from exc
-
-
-def include_path(*parts: str) -> Path:
-    return INCLUDE_DIR.joinpath(*parts)

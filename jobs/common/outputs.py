@@ -1,4 +1,4 @@
-"""Where a day's outputs are, read from the published partition's manifest (no Spark needed)."""
+"""What a day's runs left, read from manifests and run reports without Spark (for the DAGs and the demo)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def partition_summary(lake: Lake, table: str, day: dt.date) -> dict[str, Any]:
         "data_docs": manifest["validation"]["data_docs"],
         "counts": manifest["counts"],
     }
+
+
+def read_run_report(lake: Lake, stage: str, day: dt.date) -> dict[str, Any] | None:
+    """`reports/<stage>/dt=D/run.json` (None: no run for the date yet)."""
+    try:
+        return json.loads(storage.read_bytes(lake.report_file(stage, day)))
+    except FileNotFoundError:
+        return None

@@ -49,15 +49,22 @@ class Lake:
             raise ValueError(f"lake root must be a URI such as file:///data/lake, got {self.root!r}")
         object.__setattr__(self, "root", self.root.rstrip("/"))
 
+    def zone(self, zone: str) -> str:
+        return f"{self.root}/{zone}"
+
     def table(self, zone: str, table: str) -> str:
-        return f"{self.root}/{zone}/{table}"
+        return f"{self.zone(zone)}/{table}"
 
     # raw/: immutable landing, one directory per Kafka timestamp date and partition
     def raw_topic(self, topic: str) -> str:
         return self.table("raw", topic)
 
+    def raw_day(self, topic: str, kafka_date: dt.date) -> str:
+        """Everything landed from `topic` with a Kafka timestamp on `kafka_date`."""
+        return f"{self.raw_topic(topic)}/kafka_date={kafka_date.isoformat()}"
+
     def raw_dir(self, topic: str, kafka_date: dt.date, partition: int) -> str:
-        return f"{self.raw_topic(topic)}/kafka_date={kafka_date.isoformat()}/partition={partition}"
+        return f"{self.raw_day(topic, kafka_date)}/partition={partition}"
 
     def raw_file(self, topic: str, kafka_date: dt.date, partition: int, first: int, last: int) -> str:
         """A raw file is named by its Kafka coordinates, so a retried range maps to the same name."""
@@ -83,12 +90,41 @@ class Lake:
         """Where a batch that failed validation is kept for inspection, outside readers' view."""
         return f"{self.root}/quarantine/_rejected_batches/{zone}/{table}/dt={day.isoformat()}/run_id={run_id}"
 
-    def data_docs(self) -> str:
-        return f"{self.root}/data_docs"
+    def data_docs(self, suite: str, day: dt.date, run_id: str) -> str:
+        """GX Data Docs of one validation run (`suite` may name a sub-path, e.g. `cdc/users`)."""
+        return f"{self.root}/data_docs/{suite}/dt={day.isoformat()}/run_id={run_id}"
+
+    # reports/<stage>/dt=D/: what a run did, for people and for the DAGs' sensors and summaries
+    def report_file(self, stage: str, day: dt.date, name: str = "run.json") -> str:
+        return f"{self.partition('reports', stage, day)}/{name}"
+
+    # silver/: merged tables (CDC): `<table>_current` and its SCD2 `<table>_history`
+    def silver(self, table: str, kind: str) -> str:
+        return self.table("silver", f"{table}_{kind}")
+
+    # bronze/cdc_snapshots/<table>/snapshot_id=<id>: full table snapshots a merge starts from
+    def snapshots(self, table: str) -> str:
+        return self.table("bronze", f"cdc_snapshots/{table}")
+
+    def snapshot(self, table: str, snapshot_id: str) -> str:
+        return f"{self.snapshots(table)}/snapshot_id={snapshot_id}"
+
+    def snapshot_quarantine(self, table: str, snapshot_id: str) -> str:
+        return f"{self.table('quarantine', 'cdc_snapshots')}/{table}/snapshot_id={snapshot_id}"
+
+    # gold/als/id_map/{users,items}: the stable integer ids ALS factors are indexed by
+    def id_map(self, kind: str) -> str:
+        return self.table("gold", f"als/id_map/{kind}")
+
+    def id_map_staging(self, kind: str, run_id: str) -> str:
+        return f"{self.table('gold', f'als/id_map/_staging_{kind}')}/run_id={run_id}"
 
     # models/<name>/: versioned model artefacts and the champion pointer
+    def model_versions(self, name: str) -> str:
+        return f"{self.table('models', name)}/versions"
+
     def model_version(self, name: str, version: str) -> str:
-        return f"{self.table('models', name)}/versions/{version}"
+        return f"{self.model_versions(name)}/{version}"
 
     def model_staging(self, name: str, version: str, run_id: str) -> str:
         return f"{self.table('models', name)}/_staging/{version}/run_id={run_id}"

@@ -11,11 +11,13 @@ import json
 import logging
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.common import config
+from jobs.common.errors import MissingInput
 from jobs.common.paths import Lake
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,23 @@ def get_spark(app_name: str) -> SparkSession:
     )
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+class Persisted:
+    """The frames a run persists, released together at its end: a long-lived session (a backfill in one
+    spark-submit, the test suite) must not keep every run's cached frames until the driver runs out of heap."""
+
+    def __init__(self) -> None:
+        self._frames: list[DataFrame] = []
+
+    def keep(self, frame: DataFrame) -> DataFrame:
+        self._frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        return frame
+
+    def release(self) -> None:
+        for frame in self._frames:
+            frame.unpersist()
+        self._frames.clear()
 
 
 def load_schema(name: str) -> StructType:
@@ -148,6 +167,7 @@ def read_clickstream(spark: SparkSession, lake: Lake, first: dt.date, last: dt.d
     wanted = [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     missing = [d for d in wanted if d not in present]
     if not present & set(wanted):
-        raise FileNotFoundError(f"no bronze clickstream partitions between {first} and {last} under {table}")
-    events = (spark.read.option("basePath", table).parquet(*[f"{table}/dt={d}" for d in wanted if d in present]))
+        raise MissingInput(f"no bronze clickstream partitions between {first} and {last} under {table}")
+    events = spark.read.option("basePath", table).parquet(
+        *[lake.partition("bronze", "clickstream", dt.date.fromisoformat(d)) for d in wanted if d in present])
     return events, missing

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+from jobs.common import config
+
+config.quiet_great_expectations()
 logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines drown the job's log
 
 import great_expectations as gx  # noqa: E402
@@ -24,7 +25,6 @@ from great_expectations.core.expectation_suite import ExpectationSuite  # noqa: 
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 
-from jobs.common import config  # noqa: E402
 from jobs.common.spark import LakeFS  # noqa: E402
 
 
@@ -35,6 +35,10 @@ class ValidationOutcome:
     evaluated: int
     failures: list[str] = field(default_factory=list)
     data_docs: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as manifests record it."""
+        return {"suite": self.suite, "success": self.success, "failures": self.failures, "data_docs": self.data_docs}
 
     def summary(self) -> str:
         head = f"GX suite {self.suite}: {len(self.failures)} of {self.evaluated} expectations failed"

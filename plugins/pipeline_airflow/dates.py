@@ -9,11 +9,13 @@ when given, wins: that is how a user re-runs or backfills one day from the UI.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+from airflow.sdk import task
 
 
-def resolve_run_date(run_date_param: str | None, logical_date: dt.datetime | None,
-                     run_after: dt.datetime) -> str:
-    """The event date (YYYY-MM-DD) this run processes."""
+def run_date_for(run_date_param: str | None, logical_date: dt.datetime | None, run_after: dt.datetime) -> str:
+    """The event date (YYYY-MM-DD) a run processes."""
     if run_date_param:
         try:
             return dt.date.fromisoformat(run_date_param).isoformat()
@@ -21,3 +23,9 @@ def resolve_run_date(run_date_param: str | None, logical_date: dt.datetime | Non
             raise ValueError(f"param run_date must be YYYY-MM-DD, got {run_date_param!r}") from None
     anchor = logical_date or run_after
     return (anchor.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+
+
+@task(retries=0, doc_md="Resolve the event date this run processes: the `run_date` param, "
+      "else the day before the logical date (or before `run_after` for manual runs).")
+def resolve_run_date(**context: Any) -> str:
+    return run_date_for(context["params"].get("run_date"), context.get("logical_date"), context["dag_run"].run_after)

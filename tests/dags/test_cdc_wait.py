@@ -6,9 +6,10 @@ import json
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from pipeline_airflow import tasks
+from pipeline_airflow import shared
+from pipeline_airflow.tasks.cdc import wait_for_cdc
 
-from jobs.cdc import state
+from jobs.cdc import STAGE
 from jobs.common import storage
 from jobs.common.paths import as_date
 
@@ -16,16 +17,16 @@ DAY = "2026-11-20"
 
 
 def test_waits_until_published_and_fails_at_once_on_a_rejected_merge(lake, monkeypatch):
-    monkeypatch.setattr(tasks, "LAKE", lake)
-    poke = tasks.wait_for_cdc.function
+    monkeypatch.setattr(shared, "LAKE", lake)
+    poke = wait_for_cdc.function
     assert poke(DAY).is_done is False  # not merged yet: keep waiting
 
     report = {"status": "published", "run_id": "r1", "counts": {"change:u": 3}}
-    storage.write_atomic(state.report_path(lake, as_date(DAY)), json.dumps(report).encode())
+    storage.write_atomic(lake.report_file(STAGE, as_date(DAY)), json.dumps(report).encode())
     done = poke(DAY)
     assert done.is_done and done.xcom_value == {"run_id": "r1", "counts": {"change:u": 3}}
 
     rejected = {"status": "rejected", "run_id": "r2", "counts": {}, "rejected_batch": "file:///lake/rejected"}
-    storage.write_atomic(state.report_path(lake, as_date(DAY)), json.dumps(rejected).encode())
+    storage.write_atomic(lake.report_file(STAGE, as_date(DAY)), json.dumps(rejected).encode())
     with pytest.raises(AirflowFailException, match="rejected by validation"):
         poke(DAY)

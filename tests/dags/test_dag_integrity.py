@@ -33,7 +33,8 @@ for dag_id, dag in bag.dags.items():
                               "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
                               "conn_id": getattr(t, "_conn_id", None),
                               "application": getattr(t, "application", None),
-                              "args": getattr(t, "application_args", None)}
+                              "options": getattr(t, "options", None), "switches": getattr(t, "switches", None),
+                              "jdbc_conn_id": getattr(t, "jdbc_conn_id", None)}
                   for t in dag.tasks},
     }
 print("JSON" + json.dumps(out))
@@ -72,7 +73,7 @@ def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
     bronze = dag["tasks"]["clickstream_bronze"]
     assert bronze["type"] == "SparkJobOperator" and bronze["conn_id"] == "spark_default"
     assert bronze["application"] == str(REPO / "jobs" / "clickstream_bronze.py")
-    assert "{{ ti.xcom_pull(task_ids='resolve_run_date') }}" in bronze["args"]
+    assert bronze["options"]["--date"] == "{{ ti.xcom_pull(task_ids='resolve_run_date') }}"
     assert bronze["trigger_rule"] == "none_failed"  # runs when the drain is skipped (raw source)
     assert dagbag["dags"]["nightly"]["tasks"]["summarise_outputs"]["trigger_rule"] == "all_success"
 
@@ -82,7 +83,7 @@ def test_nightly_reports_ab_only_after_the_validated_bronze(dagbag):
     report = tasks["ab_report"]
     assert report["upstream"] == ["clickstream_bronze"] and report["trigger_rule"] == "all_success"
     assert report["type"] == "SparkJobOperator" and report["application"] == str(REPO / "jobs" / "ab_report.py")
-    assert "{{ params.experiments | join(',') }}" in report["args"]
+    assert report["options"]["--experiments"] == "{{ params.experiments | join(',') }}"
     assert tasks["publish_ab_report"]["upstream"] == ["ab_report", "resolve_run_date"]
 
 
@@ -93,7 +94,8 @@ def test_nightly_trains_als_after_the_validated_bronze_when_due(dagbag):
     train = tasks["als_train"]
     assert train["upstream"] == ["als_due"] and train["type"] == "SparkJobOperator"
     assert train["application"] == str(REPO / "jobs" / "als_train.py")
-    assert "{{ params.als_params | tojson }}" in train["args"] and "{{ params.als_search | lower }}" in train["args"]
+    assert train["options"]["--params"] == "{{ params.als_params | tojson if params.als_params else '' }}"
+    assert train["switches"] == {"--search": "{{ params.als_search }}"}  # a real switch, not "--search true"
     assert tasks["summarise_als"]["upstream"] == ["als_train", "resolve_run_date"]
 
 
@@ -109,9 +111,10 @@ def test_cdc_ingestion_drains_then_snapshots_on_demand_then_merges(dagbag):
     snapshot, merge = tasks["cdc_snapshot"], tasks["cdc_merge"]
     assert snapshot["type"] == merge["type"] == "SparkJobOperator"
     assert snapshot["application"] == str(REPO / "jobs" / "cdc_snapshot.py")
-    assert "{{ params.snapshot_tables | join(',') }}" in snapshot["args"]
+    assert snapshot["options"]["--tables"] == "{{ params.snapshot_tables | join(',') }}"
+    assert snapshot["jdbc_conn_id"] == "oltp_postgres"
     assert merge["upstream"] == ["cdc_snapshot"] and merge["trigger_rule"] == "none_failed"  # merges without one
-    assert "{{ ti.xcom_pull(task_ids='resolve_run_date') }}" in merge["args"]
+    assert merge["options"]["--date"] == "{{ ti.xcom_pull(task_ids='resolve_run_date') }}"
 
 
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):

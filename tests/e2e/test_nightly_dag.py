@@ -8,14 +8,14 @@ import re
 import boto3
 import pytest
 
-from jobs import demo_generator, demo_oltp
+from demo import cli as demo_cli
+from demo import shop as demo_oltp
 from jobs.common import storage
 from jobs.common.paths import Lake, as_date
 from tests.airflow_env import airflow, embedded_env
 
 DAY = "2026-11-20"
 BUCKET = "e2e-reports"
-pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def env_and_lake(tmp_path_factory, s3_endpoint):
         "extra": {"bucket": BUCKET, "prefix": "ab", "endpoint_url": s3_endpoint}})
     airflow(env, "db", "migrate")
     airflow(env, "pools", "set", "kafka_drain", "1", "serialises Kafka drains")
-    assert demo_generator.main(["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "3000",
+    assert demo_cli.main(["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "3000",
                                 "--users", "400", "--items", "200", "--lake-root", lake.root, "--oltp-from", DAY]) == 0
     # the nightly waits for the date's CDC merge: onboard the shop's tables from their dump, merge the day
     result = airflow(env, "dags", "test", "cdc_ingestion", "--conf",
@@ -133,5 +133,5 @@ def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake,
     rejected = storage.list_files(f"{lake.root}/quarantine/_rejected_batches/bronze/clickstream/dt={DAY}",
                                   "_manifest.json")
     assert rejected and json.loads(storage.read_bytes(rejected[-1]))["status"] == "rejected"
-    docs = storage.list_files(f"{lake.data_docs()}/clickstream_bronze/dt={DAY}", "index.html")
+    docs = storage.list_files(f"{lake.zone('data_docs')}/clickstream_bronze/dt={DAY}", "index.html")
     assert len(docs) == 3  # one per validation run, the rejected one included

@@ -16,8 +16,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs import cdc_merge, cdc_snapshot
+from jobs.cdc import merge as cdc_merge
 from jobs.cdc import settings as cdc_settings
+from jobs.cdc import snapshot as cdc_snapshot
 from jobs.common.paths import Lake
 from tests.cdc_events import TABLE_SETTINGS
 

@@ -11,9 +11,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pyspark.sql import functions as F
 
-from jobs import kafka_drain
+from jobs import kafka_drain as drain_cli
 from jobs.common import storage
 from jobs.common.paths import Lake
+from jobs.ingest import kafka as kafka_drain
 from tests.integration.conftest import free_port
 
 _topics = itertools.count()
@@ -89,7 +90,7 @@ def test_broker_down_is_a_clear_error_and_writes_nothing(lake):
 
 
 def test_cli_reports_failure_with_one_line_and_exit_code(lake, capsys):
-    rc = kafka_drain.main(["--bootstrap-servers", f"127.0.0.1:{free_port()}", "--topic", "t",
+    rc = drain_cli.main(["--bootstrap-servers", f"127.0.0.1:{free_port()}", "--topic", "t",
                            "--lake-root", lake.root, "--connect-timeout", "3"])
     assert rc == 1
     assert capsys.readouterr().err.startswith("kafka_drain failed: Kafka broker")
@@ -101,8 +102,8 @@ class CrashBeforeCommit(Exception):
 
 def test_crash_between_write_and_commit_loses_nothing_and_counts_once(kafka_broker, lake, spark,
                                                                       monkeypatch):
-    from jobs import clickstream_bronze as job
-    from jobs.common.spark import load_schema
+    from jobs.clickstream import transforms as job
+    from jobs.common.spark import load_schema, read_raw
 
     topic = new_topic(kafka_broker, partitions=1)
     now = dt.datetime.now(dt.UTC).isoformat()  # Kafka stamps records now: keep events on time
@@ -127,20 +128,22 @@ def test_crash_between_write_and_commit_loses_nothing_and_counts_once(kafka_brok
     assert len(landed(lake, topic)) == 25  # offsets 0-9 landed twice, in two files
 
     schema = load_schema("clickstream_event")
-    raw = job.read_raw(spark, [lake.raw_topic(topic)])
+    raw = read_raw(spark, [lake.raw_topic(topic)])
     rows = job.resolve_duplicates(job.classify(job.parse_events(raw, schema),
-                                               job.Rules.from_config(), schema)
+                                               job.Rules.from_settings(), schema)
                                   .where(F.col("attributed_dt").isNotNull()))
     assert job.count_outcomes(rows) == {"bronze": 15, "reread_collapsed": 10}
 
 
 def test_generator_to_kafka_to_raw_round_trip(kafka_broker, lake):
-    from jobs import demo_generator as gen
+    from demo import clickstream as gen
+    from demo import kafka as demo_kafka
+    from demo import settings as demo_settings
 
     topic = new_topic(kafka_broker, partitions=4)
-    population = gen.Population(gen.Scale(events_per_day=3_000, users=300, items=100), 1, gen.load_settings())
+    population = gen.Population(gen.Scale(events_per_day=3_000, users=300, items=100), 1, demo_settings.load())
     records = gen.generate_day(population, dt.date(2026, 11, 20), 3_000, 1, topic)
-    gen.produce(records, kafka_broker)  # batched producer: exercises the fetched-watermark path
+    demo_kafka.produce(records, kafka_broker)  # batched producer: exercises the fetched-watermark path
     report = kafka_drain.drain(kafka_broker, topic, lake, group_id="g-gen")
     assert report.records == len(records)
     assert sorted(line["value"] for line in landed(lake, topic)) == sorted(r.value.decode() for r in records)
@@ -151,20 +154,23 @@ def test_cdc_topics_drained_by_prefix_then_snapshot_plus_merge_equals_the_databa
     unconfigured one too), and the dump's snapshot plus the merged day equals the database at the end."""
     import numpy as np
 
-    from jobs import cdc_merge, cdc_snapshot, demo_oltp
-    from jobs import demo_generator as gen
+    from demo import kafka as demo_kafka
+    from demo import settings as demo_settings
+    from demo import shop as demo_oltp
+    from jobs.cdc import merge as cdc_merge
     from jobs.cdc import settings as cdc_settings
+    from jobs.cdc import snapshot as cdc_snapshot
 
     day = dt.date(2026, 11, 20)
     shop = demo_oltp.initial_shop([f"u{i:07d}" for i in range(300)], np.full(40, 9.99), ["jazz", "rock"],
-                                  gen.load_settings()["oltp"], 5, day)
+                                  demo_settings.load().shop, 5, day)
     watermark = demo_oltp.write_dump(shop, lake.export_dir("it"), dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
     records = demo_oltp.day_records(shop, day)  # the shop is now at the end of the day
     topics = sorted({r.topic for r in records})
     admin = AdminClient({"bootstrap.servers": kafka_broker})
     for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
         future.result(10)
-    gen.produce(records, kafka_broker)
+    demo_kafka.produce(records, kafka_broker)
 
     drained = kafka_drain.drain_prefix(kafka_broker, "cdc.", lake)
     assert {r.topic: r.records for r in drained} == {t: sum(r.topic == t for r in records) for t in topics}

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import subprocess
 
-from jobs import demo_generator
+from demo import cli as demo_cli
 from jobs.common import storage
 from jobs.common.paths import Lake
 from tests.airflow_env import REPO
@@ -35,7 +35,7 @@ def test_bad_date_is_a_one_line_usage_error():
 
 def test_spark_submit_builds_a_day(tmp_path):
     lake = Lake((tmp_path / "lake").as_uri())
-    demo_generator.main(["--start-date", "2026-11-20", "--events-per-day", "2000", "--users", "200",
+    demo_cli.main(["--start-date", "2026-11-20", "--events-per-day", "2000", "--users", "200",
                          "--items", "100", "--lake-root", lake.root])
     result = submit("--date", "2026-11-20", "--lake-root", lake.root)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import ab_report
+from jobs.ab import aggregation as ab_report
 from jobs.ab import registry
 
 DAY = dt.date(2026, 11, 20)

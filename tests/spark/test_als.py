@@ -13,9 +13,10 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
-from jobs import als_train
+from jobs import als_train as als_job
 from jobs.als import interactions as ix
 from jobs.als import registry
+from jobs.als import train as als_train
 from jobs.als.evaluation import ranking_metrics, with_fallback
 from jobs.als.model import non_finite_factors, train
 from jobs.als.settings import default_path as settings_path
@@ -318,7 +319,7 @@ def test_diverged_factors_are_detected(spark):
 
 
 def test_main_refuses_bad_params_before_starting_spark(capsys):
-    assert als_train.main(["--date", "2026-11-20", "--params", '{"rank": -1}']) == 1
+    assert als_job.main(["--date", "2026-11-20", "--params", '{"rank": -1}']) == 1
     assert "rank must be an integer >= 1" in capsys.readouterr().err
-    assert als_train.main(["--date", "2026-11-20", "--params", "[1]"]) == 1
+    assert als_job.main(["--date", "2026-11-20", "--params", "[1]"]) == 1
     assert "--params must be a JSON object" in capsys.readouterr().err

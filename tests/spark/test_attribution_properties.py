@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from jobs import clickstream_bronze as job
-from jobs.common import raw_zone, storage
+from jobs.clickstream import bronze
+from jobs.clickstream import transforms as job
+from jobs.common import storage
 from jobs.common.paths import Lake
-from jobs.common.spark import LakeFS, load_schema
+from jobs.common.spark import LakeFS, load_schema, read_raw
+from jobs.ingest import raw_zone
 from tests.conftest import event, record
 
 D = dt.date(2026, 11, 20)
@@ -59,10 +61,10 @@ def test_every_record_is_owned_by_exactly_one_day(spark, rows):
         totals: dict[str, int] = {}
         kept: list[str] = []
         for day in (D + dt.timedelta(days=n) for n in range(-1, 3)):
-            dirs = job.raw_files(LakeFS(spark), lake, "clickstream", day, RULES.late_days)
+            dirs = bronze.raw_files(LakeFS(spark), lake, "clickstream", day, RULES.late_days)
             if not dirs:
                 continue
-            classified = job.classify(job.parse_events(job.read_raw(spark, dirs), schema), RULES, schema)
+            classified = job.classify(job.parse_events(read_raw(spark, dirs), schema), RULES, schema)
             rows_of_day = job.resolve_duplicates(classified.where(F.col("attributed_dt") == F.lit(day)))
             for name, n in job.count_outcomes(rows_of_day).items():
                 totals[name] = totals.get(name, 0) + n

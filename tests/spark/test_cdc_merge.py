@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from jobs import cdc_merge
+from jobs.cdc import merge as cdc_merge
 from jobs.cdc import settings
 from jobs.common import storage
 from jobs.common.paths import Lake
-from jobs.common.raw_zone import RawRecord, write_grouped
+from jobs.ingest.raw_zone import RawRecord, write_grouped
 from tests.cdc_events import BASE_MS, TABLE_SETTINGS, account, mysql, pg, pg_key
 
 DAY = dt.date(2025, 11, 20)
@@ -164,13 +164,13 @@ def test_export_directory_replay(spark, lake, tmp_path):
 
 def test_a_failed_gate_publishes_nothing(spark, lake, monkeypatch):
     land(lake, [pg("c", 100, account(1))])
-    real_current_of = cdc_merge.merge.current_of
+    real_current_of = cdc_merge.scd2.current_of
 
     def duplicated_current(history):  # a bug that repeats every current row: the current suite must catch it
         current = real_current_of(history)
         return current.unionByName(current)
 
-    monkeypatch.setattr(cdc_merge.merge, "current_of", duplicated_current)
+    monkeypatch.setattr(cdc_merge.scd2, "current_of", duplicated_current)
     report = cdc_merge.run(spark, lake, DAY, CDC)
     assert report["status"] == "rejected"
     assert any("expect_column_values_to_be_unique(_key)" in f for f in cdc_merge.failures(report))

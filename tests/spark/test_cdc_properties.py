@@ -7,7 +7,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.cdc import changelog, envelope, merge
+from jobs.cdc import changelog, envelope
+from jobs.cdc import scd2 as merge
 from jobs.cdc import settings as cdc_settings
 from tests.cdc_events import TABLE_SETTINGS, account, pg
 

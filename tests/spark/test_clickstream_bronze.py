@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import clickstream_bronze as job
-from jobs.common import raw_zone, storage
-from jobs.common.spark import LakeFS, load_schema
+from jobs.clickstream import bronze
+from jobs.clickstream import transforms as job
+from jobs.common import storage
+from jobs.common.spark import LakeFS, load_schema, read_raw
+from jobs.ingest import raw_zone
 from tests.conftest import event, record
 
 DAY = dt.date(2026, 11, 20)
@@ -22,9 +24,9 @@ RULES = job.Rules(["page_view", "search", "click", "play", "add_to_cart", "purch
 
 def day_rows(spark, lake, records):
     raw_zone.write_grouped(lake, records)
-    dirs = job.raw_files(LakeFS(spark), lake, "clickstream", DAY, RULES.late_days)
+    dirs = bronze.raw_files(LakeFS(spark), lake, "clickstream", DAY, RULES.late_days)
     schema = load_schema("clickstream_event")
-    classified = job.classify(job.parse_events(job.read_raw(spark, dirs), schema), RULES, schema)
+    classified = job.classify(job.parse_events(read_raw(spark, dirs), schema), RULES, schema)
     return job.resolve_duplicates(classified.where(F.col("attributed_dt") == F.lit(DAY)))
 
 
@@ -122,15 +124,15 @@ def bronze_rows(spark, lake):
 
 def test_run_publishes_with_manifest_and_rerun_is_identical(spark, lake):
     demo_day(lake, extra=[record(100, "{oops", kafka_ts="2026-11-20T12:00:00Z")])
-    first = job.run(spark, lake, DAY, "clickstream")
+    first = bronze.run(spark, lake, DAY, "clickstream")
     assert first["status"] == "published"
     assert first["counts"]["bronze"] == 40 and first["counts"]["quarantined:invalid_json"] == 1
     assert first["counts"]["raw_records"] == 41
     assert first["validation"]["success"] and first["validation"]["data_docs"].endswith("index.html")
     rows = bronze_rows(spark, lake)
 
-    assert job.run(spark, lake, DAY, "clickstream")["status"] == "up_to_date"
-    again = job.run(spark, lake, DAY, "clickstream", full_refresh=True)
+    assert bronze.run(spark, lake, DAY, "clickstream")["status"] == "up_to_date"
+    again = bronze.run(spark, lake, DAY, "clickstream", full_refresh=True)
     assert again["status"] == "published" and again["run_id"] != first["run_id"]
     assert bronze_rows(spark, lake) == rows  # same rows, no duplicates
     quarantine = spark.read.parquet(lake.partition("quarantine", "clickstream", DAY))
@@ -144,7 +146,7 @@ def test_run_publishes_with_manifest_and_rerun_is_identical(spark, lake):
 
 def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
     demo_day(lake)
-    assert job.run(spark, lake, DAY, "clickstream")["status"] == "published"
+    assert bronze.run(spark, lake, DAY, "clickstream")["status"] == "published"
     before = bronze_rows(spark, lake)
     quarantine = lake.partition("quarantine", "clickstream", DAY)
     quarantine_files = storage.list_files(quarantine)
@@ -154,7 +156,7 @@ def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
     LakeFS(spark).write_text(lake.manifest(yesterday), json.dumps({"counts": {"bronze": 10_000}}))
     raw_zone.write_grouped(lake, [record(500, event("new"), kafka_ts="2026-11-20T10:00:02Z")])
 
-    result = job.run(spark, lake, DAY, "clickstream")
+    result = bronze.run(spark, lake, DAY, "clickstream")
     assert result["status"] == "rejected"
     assert any("expect_table_row_count_to_be_between" in f for f in result["validation"]["failures"])
     assert bronze_rows(spark, lake) == before  # the published partition is untouched
@@ -169,4 +171,4 @@ def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
 
 def test_missing_raw_input_is_a_clear_error(spark, lake):
     with pytest.raises(FileNotFoundError, match="no raw files for clickstream around 2026-11-20"):
-        job.run(spark, lake, DAY, "clickstream")
+        bronze.run(spark, lake, DAY, "clickstream")

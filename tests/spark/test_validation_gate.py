@@ -4,7 +4,8 @@ import datetime as dt
 
 import pytest
 
-from jobs import clickstream_bronze as job
+from jobs.clickstream import bronze
+from jobs.clickstream import transforms as job
 from jobs.common.validation import validate
 
 START = dt.datetime(2026, 11, 20)
@@ -27,7 +28,7 @@ def frame(spark, rows):
 def test_clean_partition_passes(spark):
     df = frame(spark, [{"event_id": "a", "kafka_offset": 1}, {"event_id": "b", "kafka_offset": 2,
                                                                "event_type": "purchase", "revenue": 5.0}])
-    outcome = validate(df, job.SUITE, PARAMS)
+    outcome = validate(df, bronze.SUITE, PARAMS)
     assert outcome.success, outcome.summary()
 
 
@@ -41,14 +42,14 @@ def test_clean_partition_passes(spark):
     ({"event_id": None, "kafka_offset": 9}, "expect_column_values_to_not_be_null(event_id)"),
 ])
 def test_each_rule_catches_its_violation(spark, bad_row, expectation):
-    outcome = validate(frame(spark, [{"event_id": "a", "kafka_offset": 1}, bad_row]), job.SUITE, PARAMS)
+    outcome = validate(frame(spark, [{"event_id": "a", "kafka_offset": 1}, bad_row]), bronze.SUITE, PARAMS)
     assert not outcome.success
     assert any(f.startswith(expectation) for f in outcome.failures), outcome.failures
 
 
 def test_row_count_bounds_and_schema(spark):
     df = frame(spark, [{"event_id": "a", "kafka_offset": 1}])
-    too_few = validate(df, job.SUITE, {**PARAMS, "min_rows": 5, "max_rows": 10})
+    too_few = validate(df, bronze.SUITE, {**PARAMS, "min_rows": 5, "max_rows": 10})
     assert any("row_count" in f for f in too_few.failures)
-    renamed = validate(df.withColumnRenamed("user_id", "uid"), job.SUITE, PARAMS)
+    renamed = validate(df.withColumnRenamed("user_id", "uid"), bronze.SUITE, PARAMS)
     assert any("expect_table_columns_to_match_ordered_list" in f for f in renamed.failures)

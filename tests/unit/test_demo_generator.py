@@ -1,18 +1,23 @@
 import collections
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from jobs import demo_generator as gen
+from demo import clickstream as gen
+from demo import settings as demo_settings
+from jobs.common import config
+from jobs.common.errors import SettingsError
 
 DAY = dt.date(2026, 11, 20)
 
 
 @pytest.fixture(scope="module")
 def settings():
-    return gen.load_settings()
+    return demo_settings.load()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,7 @@ def test_planted_lift_raises_purchase_rate(population, day_records):
 
 def test_users_concentrate_on_their_taste_clusters(population, day_records, settings):
     """Collaborative signal: a user's items come from few genres, far fewer than at random."""
-    k = settings["taste_clusters"]
+    k = settings.taste_clusters
     genres = collections.defaultdict(collections.Counter)
     for e in _events(day_records):
         if e and e.get("item_id") and "user_id" in e:
@@ -110,9 +115,29 @@ def test_users_concentrate_on_their_taste_clusters(population, day_records, sett
     assert np.mean(top_share) > 2.5 / k
 
 
-def test_invalid_experiment_split_is_rejected(monkeypatch, settings):
-    broken = json.loads(json.dumps(settings))
+def raw_settings() -> dict:
+    return yaml.safe_load(config.settings_path("demo_generator.yaml").read_text())
+
+
+def test_invalid_experiment_split_is_rejected():
+    broken = raw_settings()
     broken["experiments"][0]["variants"] = {"control": 0.5, "treatment": 0.6}
-    monkeypatch.setattr(gen.yaml, "safe_load", lambda _fh: broken)
-    with pytest.raises(ValueError, match="sum to 1.1"):
-        gen.load_settings()
+    with pytest.raises(SettingsError, match="sum to 1.1"):
+        demo_settings.parse(broken, Path("demo_generator.yaml"))
+
+
+def test_every_settings_problem_is_listed_at_once(tmp_path, monkeypatch):
+    broken = raw_settings()
+    broken["taste_clusters"] = 0
+    broken["bad_event_kinds"] = ["invalid_json", "teleport"]
+    broken["experiments"][1]["purchase_lift"] = {"variant_c": 0.1}
+    broken["oltp"]["cancel_share"] = "often"
+    (tmp_path / "demo_generator.yaml").write_text(yaml.safe_dump(broken))
+    monkeypatch.setenv("PIPELINE_CONFIG_DIR", str(tmp_path))  # a team's own settings, outside the checkout
+    with pytest.raises(SettingsError) as caught:
+        demo_settings.load.__wrapped__()
+    message = str(caught.value)
+    assert str(tmp_path / "demo_generator.yaml") in message
+    for problem in ("settings.taste_clusters must be an integer >= 1, got 0", "bad_event_kinds must be among",
+                    "experiments[1]: 'variant_c' is not one of its variants", "oltp.cancel_share must be a finite"):
+        assert problem in message

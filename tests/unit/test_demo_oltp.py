@@ -6,7 +6,7 @@ import collections
 import datetime as dt
 import json
 
-from jobs import demo_generator
+from demo import cli as demo_cli
 from jobs.cdc import envelope
 from jobs.cdc import settings as cdc_settings
 from jobs.common import storage
@@ -19,7 +19,7 @@ ARGS = ["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "500", 
 
 def generated(tmp_path, name: str) -> tuple[Lake, dict[str, bytes]]:
     lake = Lake((tmp_path / name).as_uri())
-    assert demo_generator.main([*ARGS, "--lake-root", lake.root]) == 0
+    assert demo_cli.main([*ARGS, "--lake-root", lake.root]) == 0
     files = storage.list_files(f"{lake.root}/raw")
     return lake, {f.removeprefix(lake.root): storage.read_bytes(f) for f in files if "clickstream" not in f}
 

@@ -1,9 +1,9 @@
 import datetime as dt
 
 import pytest
-from pipeline_airflow.dates import resolve_run_date
+from pipeline_airflow.dates import run_date_for as resolve_run_date
 
-from jobs.clickstream_bronze import row_count_bounds
+from jobs.clickstream.transforms import row_count_bounds
 from jobs.common.paths import Lake, as_date
 
 

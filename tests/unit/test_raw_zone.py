@@ -2,8 +2,9 @@ import base64
 import json
 from pathlib import Path
 
-from jobs.common import raw_zone, storage
-from jobs.common.raw_zone import RawRecord
+from jobs.common import storage
+from jobs.ingest import raw_zone
+from jobs.ingest.raw_zone import RawRecord
 
 
 def test_envelope_keeps_coordinates_and_text_value():

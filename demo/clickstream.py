@@ -8,34 +8,25 @@ effects planted in `include/demo_generator.yaml`: a real lift, an A/A test and a
 sample-ratio mismatch. Bad events are the kinds real pipelines see: invalid JSON, missing
 user_id, wrong types, timestamps far in the future and exact re-deliveries.
 
-Output goes to a Kafka topic when --bootstrap-servers is given, otherwise straight into the
-raw landing zone in exactly the layout the Kafka drain writes. Same seed, same bytes.
+Same seed, same bytes. `demo/cli.py` writes the records into raw/ or produces them to Kafka.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
-import logging
-import sys
 import zlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from jobs.common import config, raw_zone
-from jobs.common.paths import Lake, date_arg
+from demo.kafka import assign_offsets
+from demo.settings import DemoSettings
+from jobs.ingest import raw_zone
 
-log = logging.getLogger("demo_generator")
-
-EPOCH = dt.date(2000, 1, 1)
-OFFSETS_PER_DAY = 10**8  # simulated Kafka offsets: each generated day owns its own range
 HOUR_WEIGHTS = np.array([1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 6, 6, 5, 5, 5, 6, 7, 8, 9, 9, 8, 5, 3], float)
 
 
@@ -66,22 +57,22 @@ class Scale:
 class Population:
     """Users and items, fixed by the seed so that every day sees the same people and catalog."""
 
-    def __init__(self, scale: Scale, seed: int, settings: dict[str, Any]) -> None:
+    def __init__(self, scale: Scale, seed: int, settings: DemoSettings) -> None:
         self.settings = settings
         rng = np.random.default_rng([seed, 0])
-        k = int(settings["taste_clusters"])
+        k = settings.taste_clusters
         self.user_ids = np.array([f"u{i:07d}" for i in range(scale.users)])
         activity = rng.lognormal(0.0, 1.0, scale.users)
         self.activity = activity / activity.sum()
-        self.taste_cdf = np.cumsum(rng.dirichlet(np.full(k, settings["taste_alpha"]), scale.users), axis=1)
-        self.consent = rng.random(scale.users) < settings["consent_rate"]
-        self.user_agent = rng.integers(0, len(settings["user_agents"]), scale.users)
+        self.taste_cdf = np.cumsum(rng.dirichlet(np.full(k, settings.taste_alpha), scale.users), axis=1)
+        self.consent = rng.random(scale.users) < settings.consent_rate
+        self.user_agent = rng.integers(0, len(settings.user_agents), scale.users)
         self.ip = np.array([_ip(rng) for _ in range(scale.users)])
-        self.partition = np.array([zlib.crc32(u.encode()) % settings["partitions"] for u in self.user_ids])
+        self.partition = np.array([zlib.crc32(u.encode()) % settings.partitions for u in self.user_ids])
         self.items = scale.items
         self.item_price = np.round(rng.lognormal(2.5, 0.6, scale.items), 2)
         ranks = np.arange(int(np.ceil(scale.items / k)))
-        zipf = 1.0 / (ranks + 1.0) ** settings["zipf_exponent"]
+        zipf = 1.0 / (ranks + 1.0) ** settings.zipf_exponent
         self.rank_cdf = np.cumsum(zipf / zipf.sum())
         self.clusters = k
 
@@ -91,11 +82,11 @@ class Population:
         out = np.empty(len(self.user_ids), dtype=object)
         for i, user in enumerate(self.user_ids):
             logged = []
-            for exp in self.settings["experiments"]:
-                variant = allocate(exp["id"], user, exp["variants"])
-                loss = exp.get("exposure_loss", {}).get(variant, 0.0)
-                if _uniform_hash("exposure-loss", exp["id"], user) >= loss:
-                    logged.append({"experiment_id": exp["id"], "variant": variant})
+            for exp in self.settings.experiments:
+                variant = allocate(exp.id, user, exp.variants)
+                loss = exp.exposure_loss.get(variant, 0.0)
+                if _uniform_hash("exposure-loss", exp.id, user) >= loss:
+                    logged.append({"experiment_id": exp.id, "variant": variant})
             out[i] = logged
         return out
 
@@ -103,10 +94,9 @@ class Population:
     def purchase_multiplier(self) -> np.ndarray:
         """Planted effects: the product of each allocated variant's relative purchase lift."""
         mult = np.ones(len(self.user_ids))
-        for exp in self.settings["experiments"]:
-            lifts = exp.get("purchase_lift", {})
+        for exp in self.settings.experiments:
             for i, user in enumerate(self.user_ids):
-                mult[i] *= 1.0 + lifts.get(allocate(exp["id"], user, exp["variants"]), 0.0)
+                mult[i] *= 1.0 + exp.purchase_lift.get(allocate(exp.id, user, exp.variants), 0.0)
         return mult
 
 
@@ -120,7 +110,7 @@ def day_frame(population: Population, day: dt.date, events: int,
               rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """One day of valid events as a frame, with each event's time (epoch ms) and user index."""
     s = population.settings
-    mean_len = float(s["mean_events_per_session"])
+    mean_len = s.mean_events_per_session
     lengths = rng.geometric(1.0 / mean_len, int(events / mean_len * 1.5) + 10)
     n_sessions = int(np.searchsorted(np.cumsum(lengths), events)) + 1
     lengths = lengths[:n_sessions]
@@ -132,15 +122,15 @@ def day_frame(population: Population, day: dt.date, events: int,
     user = rng.choice(len(population.user_ids), n_sessions, p=population.activity)[session]
     hour = rng.choice(24, n_sessions, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     start_s = hour * 3600 + rng.uniform(0, 3600, n_sessions)
-    gaps = rng.exponential(s["mean_seconds_between_events"], events)
+    gaps = rng.exponential(s.mean_seconds_between_events, events)
     gaps[position == 0] = 0.0
     elapsed = np.cumsum(gaps)
     elapsed -= elapsed[first][session]
     day_start_ms = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
     event_ms = day_start_ms + ((start_s[session] + elapsed) * 1000).astype(np.int64)
 
-    types = list(s["event_type_weights"])
-    weights = np.array(list(s["event_type_weights"].values()), float)
+    types = list(s.event_type_weights)
+    weights = np.array(list(s.event_type_weights.values()), float)
     weights /= weights.sum()
     type_idx = rng.choice(len(types), events, p=weights)
     p_purchase = weights[types.index("purchase")]
@@ -155,7 +145,7 @@ def day_frame(population: Population, day: dt.date, events: int,
     rank = np.searchsorted(population.rank_cdf, rng.random(events))
     item = (rank * population.clusters + cluster) % population.items
     is_search = event_type == "search"
-    words = np.array(s["genre_words"])
+    words = np.array(s.genre_words)
     ids = rng.integers(0, 2**63, (events, 2))
 
     frame = pd.DataFrame({
@@ -169,9 +159,9 @@ def day_frame(population: Population, day: dt.date, events: int,
                                                  rng.integers(1, 50, events).astype(str)), None),
         "revenue": np.where(event_type == "purchase", population.item_price[item], np.nan),
         "currency": np.where(event_type == "purchase", "EUR", None),
-        "user_agent": np.array(s["user_agents"])[population.user_agent[user]],
+        "user_agent": np.array(s.user_agents)[population.user_agent[user]],
         "referrer": np.where(position == 0,
-                             np.array(s["referrers"], dtype=object)[rng.integers(0, len(s["referrers"]), events)],
+                             np.array(s.referrers, dtype=object)[rng.integers(0, len(s.referrers), events)],
                              "https://shop.example/"),
         "ip": population.ip[user],
         "consent": population.consent[user],
@@ -193,7 +183,7 @@ def generate_day(population: Population, day: dt.date, events: int, seed: int,
     kafka_ms = event_ms + delay_ms
     partitions = population.partition[user]
     keys = population.user_ids[user]
-    extra = _corrupt(lines, rng, s["bad_event_kinds"], kafka_ms)
+    extra = _corrupt(lines, rng, list(s.bad_event_kinds), kafka_ms)
     values = [line.encode() for line in lines] + [lines[i].encode() for i, _ in extra]
     kafka_ms = np.r_[kafka_ms, [ms for _, ms in extra]].astype(np.int64)
     partitions = np.r_[partitions, partitions[[i for i, _ in extra]]].astype(int)
@@ -225,91 +215,7 @@ def _corrupt(lines: list[str], rng: np.random.Generator, kinds: list[str],
     return redeliveries
 
 
-def assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndarray,
-                    partitions: np.ndarray, kafka_ms: np.ndarray) -> list[raw_zone.RawRecord]:
-    order = np.lexsort((kafka_ms, partitions))
-    base = (day - EPOCH).days * OFFSETS_PER_DAY
-    records, seq = [], {}
-    for i in order:
-        p = int(partitions[i])
-        offset = base + seq.get(p, 0)
-        seq[p] = seq.get(p, 0) + 1
-        key = keys[i] and keys[i].encode()
-        records.append(raw_zone.RawRecord(topic, p, offset, int(kafka_ms[i]), key, values[i]))
-    return records
-
-
-def produce(records: list[raw_zone.RawRecord], bootstrap_servers: str) -> None:
-    """Send records to Kafka with their key, partition and timestamp (offsets are the broker's)."""
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 50,
-                         "enable.idempotence": True})
-    for r in records:
-        while True:
-            try:
-                producer.produce(r.topic, value=r.value, key=r.key, partition=r.partition, timestamp=r.timestamp_ms)
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                producer.poll(0.5)
-        producer.poll(0)
-    remaining = producer.flush(60)
-    if remaining:
-        raise RuntimeError(f"{remaining} records not acknowledged by {bootstrap_servers}")
-
-
-def load_settings() -> dict[str, Any]:
-    with open(config.include_path("demo_generator.yaml"), encoding="utf-8") as fh:
-        settings = yaml.safe_load(fh)
-    for exp in settings["experiments"]:
-        total = sum(exp["variants"].values())
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"experiment {exp['id']}: variant weights sum to {total}, not 1")
-    return settings
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--start-date", required=True, type=date_arg, help="first event date, YYYY-MM-DD")
-    parser.add_argument("--days", type=int, default=Scale.days)
-    parser.add_argument("--events-per-day", type=int, default=Scale.events_per_day)
-    parser.add_argument("--users", type=int, default=Scale.users)
-    parser.add_argument("--items", type=int, default=Scale.items)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--topic", default=config.pipeline_config()["clickstream"]["topic"])
-    parser.add_argument("--lake-root", default=config.lake_root(), help="raw zone target (default: %(default)s)")
-    parser.add_argument("--bootstrap-servers", default=None, help="produce to Kafka instead of the raw zone")
-    parser.add_argument("--oltp-from", type=date_arg, default=None,
-                        help="also the shop database (jobs/demo_oltp.py): its dump as of this date, 00:00 UTC, "
-                             "under raw/_exports/, and Debezium events on cdc.public.* from then to the last day")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scale = Scale(args.events_per_day, args.users, args.items, args.days)
-    population = Population(scale, args.seed, load_settings())
-    lake = Lake(args.lake_root)
-    start = args.start_date
-    for n in range(args.days):
-        day = start + dt.timedelta(days=n)
-        records = generate_day(population, day, args.events_per_day, args.seed, args.topic)
-        if args.bootstrap_servers:
-            produce(records, args.bootstrap_servers)
-            log.info("%s: produced %d records to %s", day, len(records), args.topic)
-        else:
-            files = raw_zone.write_grouped(lake, records)
-            log.info("%s: wrote %d records in %d raw files under %s", day, len(records), len(files),
-                     lake.raw_topic(args.topic))
-    if args.oltp_from:
-        from jobs import demo_oltp
-
-        genres = [population.settings["genre_words"][c % len(population.settings["genre_words"])]
-                  for c in range(population.clusters)]
-        oltp = demo_oltp.generate(lake, list(population.user_ids), population.item_price, genres,
-                                  population.settings["oltp"], args.seed, args.oltp_from,
-                                  (start - args.oltp_from).days + args.days)
-        log.info("OLTP: initial dump in %s at LSN %d; Debezium records per day %s", oltp["export"],
-                 oltp["watermark"]["lsn"], oltp["records"])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def genres(population: Population) -> list[str]:
+    """The genre word of each latent taste cluster (item titles and the shop's catalog use it)."""
+    words = population.settings.genre_words
+    return [words[c % len(words)] for c in range(population.clusters)]

@@ -10,7 +10,7 @@ followed by its tombstone) and catalog price changes. A few records per day are 
 real feeds are: an unknown op, an image without its primary key, a cut-off JSON document, a table
 nobody configured, a tombstone without its delete, and at-least-once re-deliveries.
 
-Same seed, same bytes. `jobs.demo_generator --oltp` runs it next to the clickstream.
+Same seed, same bytes. `python -m demo --oltp-from D` runs it next to the clickstream.
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ from typing import Any
 
 import numpy as np
 
+from demo.kafka import assign_offsets
+from demo.settings import ShopSettings
 from jobs.cdc import settings as cdc_settings
-from jobs.common import raw_zone, storage
+from jobs.common import storage
 from jobs.common.paths import Lake
+from jobs.ingest import raw_zone
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 FIRST_LSN = 0x1_6B37_48  # where the demo database's WAL starts
-UNCONFIGURED_SOURCE = "public.audit_log"  # captured by Debezium, never configured in include/cdc.yaml
+UNCONFIGURED_SOURCE = "public.audit_log"  # captured by Debezium, never configured in cdc.yaml
 
 
 def _micros(moment: dt.datetime) -> int:
-    return (moment - EPOCH) // dt.timedelta(microseconds=1)
+    return (moment - UNIX_EPOCH) // dt.timedelta(microseconds=1)
 
 
 def wire(value: Any, column_type: str) -> Any:
@@ -45,7 +48,7 @@ def wire(value: Any, column_type: str) -> Any:
     if column_type == "timestamp":
         return _micros(value)  # io.debezium.time.MicroTimestamp
     if column_type == "date":
-        return (value - EPOCH.date()).days  # io.debezium.time.Date
+        return (value - UNIX_EPOCH.date()).days  # io.debezium.time.Date
     if column_type.startswith("decimal"):  # Decimal, decimal.handling.mode=precise: unscaled big-endian bytes
         scale = int(column_type.rstrip(")").split(",")[1])
         unscaled = int(decimal.Decimal(value).scaleb(scale))
@@ -76,7 +79,7 @@ class Shop:
     """The OLTP database's rows and its WAL position; every change advances the LSN."""
 
     cdc: cdc_settings.Settings
-    settings: dict[str, Any]
+    settings: ShopSettings
     rng: np.random.Generator
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     lsn: int = FIRST_LSN
@@ -100,7 +103,7 @@ class Shop:
         return Change(table, "d", pk, {c: pk.get(c) for c in row}, None)  # before: the key columns only
 
 
-def initial_shop(user_ids: list[str], item_prices: np.ndarray, genres: list[str], settings: dict[str, Any],
+def initial_shop(user_ids: list[str], item_prices: np.ndarray, genres: list[str], settings: ShopSettings,
                  seed: int, start: dt.date) -> Shop:
     """Every clickstream user and item, as the database holds them before the first generated day."""
     shop = Shop(cdc_settings.load(), settings, np.random.default_rng([seed, 7]),
@@ -108,7 +111,7 @@ def initial_shop(user_ids: list[str], item_prices: np.ndarray, genres: list[str]
     day0 = dt.datetime.combine(start, dt.time(), dt.UTC)
     for user_id in user_ids:
         signup = day0 - dt.timedelta(seconds=int(shop.rng.integers(3600, 400 * 86400)))
-        _signup(shop, user_id, signup, float(settings["initial_subscriber_share"]))
+        _signup(shop, user_id, signup, settings.initial_subscriber_share)
     shop.next_user = len(user_ids)
     for n, price in enumerate(item_prices):
         shop.put("items", {"item_id": f"i{n:06d}", "title": f"{genres[n % len(genres)].title()} #{n}",
@@ -120,7 +123,7 @@ def initial_shop(user_ids: list[str], item_prices: np.ndarray, genres: list[str]
 def _signup(shop: Shop, user_id: str, at: dt.datetime, subscribe_share: float) -> list[Change]:
     s, rng = shop.settings, shop.rng
     changes = [shop.put("users", {
-        "user_id": user_id, "email": f"{user_id}@example.com", "country": str(rng.choice(s["countries"])),
+        "user_id": user_id, "email": f"{user_id}@example.com", "country": str(rng.choice(s.countries)),
         "signup_at": at, "birth_date": dt.date(1950, 1, 1) + dt.timedelta(days=int(rng.integers(0, 20000)))})]
     if rng.random() < subscribe_share:
         changes.append(_subscribe(shop, user_id, at))
@@ -128,11 +131,11 @@ def _signup(shop: Shop, user_id: str, at: dt.datetime, subscribe_share: float) -
 
 
 def _subscribe(shop: Shop, user_id: str, at: dt.datetime) -> Change:
-    plan = str(shop.rng.choice(list(shop.settings["plans"])))
+    plan = str(shop.rng.choice(list(shop.settings.plans)))
     shop.next_subscription += 1
     return shop.put("subscriptions", {
         "subscription_id": shop.next_subscription - 1, "user_id": user_id, "plan": plan, "status": "active",
-        "monthly_price": shop.settings["plans"][plan], "started_at": at, "cancelled_at": None, "updated_at": at})
+        "monthly_price": shop.settings.plans[plan], "started_at": at, "cancelled_at": None, "updated_at": at})
 
 
 def _pick(shop: Shop, table: str, share: float, **where: Any) -> list[dict[str, Any]]:
@@ -145,12 +148,12 @@ def day_transactions(shop: Shop, day: dt.date) -> list[tuple[dt.datetime, list[C
     """One day of business, as (commit time, changes) transactions in commit order."""
     s, rng = shop.settings, shop.rng
     day0 = dt.datetime.combine(day, dt.time(), dt.UTC)
-    planned: list[tuple[str, Any]] = [("signup", None)] * int(rng.poisson(s["signups_per_day"]))
-    planned += [("plan_change", r) for r in _pick(shop, "subscriptions", s["plan_change_share"], status="active")]
-    planned += [("cancel", r) for r in _pick(shop, "subscriptions", s["cancel_share"], status="active")]
-    planned += [("reactivate", r) for r in _pick(shop, "subscriptions", s["reactivate_share"], status="cancelled")]
-    planned += [("delete", r) for r in _pick(shop, "users", s["delete_share"])]
-    planned += [("price", r) for r in _pick(shop, "items", s["price_change_share"])]
+    planned: list[tuple[str, Any]] = [("signup", None)] * int(rng.poisson(s.signups_per_day))
+    planned += [("plan_change", r) for r in _pick(shop, "subscriptions", s.plan_change_share, status="active")]
+    planned += [("cancel", r) for r in _pick(shop, "subscriptions", s.cancel_share, status="active")]
+    planned += [("reactivate", r) for r in _pick(shop, "subscriptions", s.reactivate_share, status="cancelled")]
+    planned += [("delete", r) for r in _pick(shop, "users", s.delete_share)]
+    planned += [("price", r) for r in _pick(shop, "items", s.price_change_share)]
     seconds = np.sort(rng.integers(0, 86400, len(planned)))
     transactions = []
     for (what, row), second in zip([planned[i] for i in rng.permutation(len(planned))], seconds, strict=True):
@@ -166,7 +169,7 @@ def _apply(shop: Shop, what: str, row: dict[str, Any] | None, at: dt.datetime) -
     s, rng = shop.settings, shop.rng
     if what == "signup":
         shop.next_user += 1
-        return _signup(shop, f"u{shop.next_user - 1:07d}", at, float(s["signup_subscribe_share"]))
+        return _signup(shop, f"u{shop.next_user - 1:07d}", at, s.signup_subscribe_share)
     table = {"delete": "users", "price": "items"}.get(what, "subscriptions")
     if shop.row_key(table, row) not in shop.rows[table]:
         return []
@@ -178,8 +181,8 @@ def _apply(shop: Shop, what: str, row: dict[str, Any] | None, at: dt.datetime) -
         price = (decimal.Decimal(row["price"]) * factor).quantize(decimal.Decimal("0.01"))
         return [shop.put("items", {**row, "price": str(price), "updated_at": at})]
     if what == "plan_change":
-        plan = str(rng.choice([p for p in s["plans"] if p != row["plan"]]))
-        return [shop.put("subscriptions", {**row, "plan": plan, "monthly_price": s["plans"][plan], "updated_at": at})]
+        plan = str(rng.choice([p for p in s.plans if p != row["plan"]]))
+        return [shop.put("subscriptions", {**row, "plan": plan, "monthly_price": s.plans[plan], "updated_at": at})]
     if what == "cancel":
         return [shop.put("subscriptions", {**row, "status": "cancelled", "cancelled_at": at, "updated_at": at})]
     return [shop.put("subscriptions", {**row, "status": "active", "cancelled_at": None, "updated_at": at})]
@@ -225,9 +228,7 @@ class Outbox:
 
 def day_records(shop: Shop, day: dt.date) -> list[raw_zone.RawRecord]:
     """The day's transactions as the Kafka records Debezium produces, bad ones included."""
-    from jobs.demo_generator import assign_offsets
-
-    outbox = Outbox(int(shop.settings["partitions"]))
+    outbox = Outbox(shop.settings.partitions)
     for at, changes in day_transactions(shop, day):
         shop.tx_id += 1
         for change in changes:
@@ -248,7 +249,7 @@ def day_records(shop: Shop, day: dt.date) -> list[raw_zone.RawRecord]:
 
 def _redeliver(shop: Shop, outbox: Outbox) -> None:
     """At-least-once delivery: a share of the records (at least one per topic) arrives twice."""
-    share = float(shop.settings["redelivery_share"])
+    share = shop.settings.redelivery_share
     for entries in outbox.topics.values():
         valued = [e for e in entries if e[3] is not None]
         picked = shop.rng.choice(len(valued), int(np.ceil(len(valued) * share)), replace=False) if valued else []
@@ -293,7 +294,7 @@ def snapshot_params(lake: Lake, day: str) -> dict[str, Any]:
 
 
 def generate(lake: Lake, user_ids: list[str], item_prices: np.ndarray, genres: list[str],
-             settings: dict[str, Any], seed: int, start: dt.date, days: int) -> dict[str, Any]:
+             settings: ShopSettings, seed: int, start: dt.date, days: int) -> dict[str, Any]:
     """The initial dump (under raw/_exports/) and `days` days of CDC records into the raw zone."""
     shop = initial_shop(user_ids, item_prices, genres, settings, seed, start)
     export = lake.export_dir(f"oltp-{start.isoformat()}")

@@ -1,0 +1,168 @@
+"""Typed, validated settings files: `include/pipeline.yaml` here, and the checker every loader shares.
+
+A loader reads its YAML once, checks every field and raises one `SettingsError` that lists every
+problem (not the first), so a typo fails before any data moves and is fixed in one pass.
+Importable without pyspark: DAG files read the Airflow and Spark sections at parse time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.common import config
+from jobs.common.errors import SettingsError
+
+
+def read_yaml(path: Path, what: str, error: type[Exception] = SettingsError) -> Any:
+    """A YAML file's content; an unreadable or malformed file becomes one `error` naming `what` and the path."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
+
+
+class Checker:
+    """Reads typed fields out of a parsed YAML mapping, collecting every problem instead of stopping."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.problems: list[str] = []
+
+    def section(self, raw: Any, name: str, where: str = "") -> dict[str, Any]:
+        value = raw.get(name) if isinstance(raw, dict) else None
+        if not isinstance(value, dict):
+            self.problems.append(f"{where}{name} must be a mapping, got {value!r}")
+            return {}
+        return value
+
+    def integer(self, section: dict[str, Any], name: str, where: str, minimum: int = 0) -> int:
+        value = section.get(name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+            self.problems.append(f"{where}.{name} must be an integer >= {minimum}, got {value!r}")
+            return minimum
+        return value
+
+    def number(self, section: dict[str, Any], name: str, where: str, minimum: float = 0.0,
+               exclusive: bool = False) -> float:
+        value = section.get(name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < minimum or (exclusive and value == minimum):
+            self.problems.append(f"{where}.{name} must be a finite number {'>' if exclusive else '>='} {minimum}, "
+                                 f"got {value!r}")
+            return minimum
+        return float(value)
+
+    def text(self, section: dict[str, Any], name: str, where: str) -> str:
+        value = section.get(name)
+        if not isinstance(value, str) or not value.strip():
+            self.problems.append(f"{where}.{name} must be a non-empty string, got {value!r}")
+            return ""
+        return value
+
+    def texts(self, section: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
+        value = section.get(name)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            self.problems.append(f"{where}.{name} must be a non-empty list of strings, got {value!r}")
+            return ()
+        return tuple(value)
+
+    def check(self, condition: bool, problem: str) -> None:
+        if not condition:
+            self.problems.append(problem)
+
+    def done(self, path: Path) -> None:
+        """Raise one SettingsError listing every problem found so far."""
+        if self.problems:
+            raise SettingsError(f"invalid {self.what} {path}:\n  - " + "\n  - ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class RowCountGate:
+    """The GX row-count bounds: [min_ratio, max_ratio] x the median of the last `history_days` days."""
+
+    history_days: int
+    min_ratio: float
+    max_ratio: float
+
+
+@dataclass(frozen=True)
+class ClickstreamSettings:
+    topic: str
+    late_days: int
+    max_clock_skew_minutes: int
+    required_fields: tuple[str, ...]
+    event_types: tuple[str, ...]
+    row_count: RowCountGate
+
+
+@dataclass(frozen=True)
+class KafkaDrainSettings:
+    consumer_group: str
+    max_records_per_file: int
+    poll_timeout_seconds: float
+    connect_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class AirflowSettings:
+    drain_pool: str
+    retries: int
+    retry_delay_minutes: float
+    cdc_wait_poke_minutes: float
+    cdc_wait_timeout_hours: float
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    clickstream: ClickstreamSettings
+    kafka_drain: KafkaDrainSettings
+    airflow: AirflowSettings
+    #: spark-submit --conf for every job, as strings
+    spark_conf: dict[str, str]
+
+
+def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
+    """PipelineSettings from a parsed pipeline.yaml; SettingsError lists every problem."""
+    check = Checker("pipeline settings")
+    click = check.section(raw, "clickstream")
+    rows = check.section(click, "row_count", "clickstream.") if click else {}
+    drain, airflow = check.section(raw, "kafka_drain"), check.section(raw, "airflow")
+    spark_conf = check.section(raw, "spark_conf")
+    row_count = RowCountGate(check.integer(rows, "history_days", "clickstream.row_count"),
+                             check.number(rows, "min_ratio", "clickstream.row_count"),
+                             check.number(rows, "max_ratio", "clickstream.row_count", exclusive=True))
+    check.check(row_count.min_ratio < row_count.max_ratio or not rows,
+                "clickstream.row_count.min_ratio must be below max_ratio")
+    clickstream = ClickstreamSettings(
+        check.text(click, "topic", "clickstream"), check.integer(click, "late_days", "clickstream"),
+        check.integer(click, "max_clock_skew_minutes", "clickstream"),
+        check.texts(click, "required_fields", "clickstream"), check.texts(click, "event_types", "clickstream"),
+        row_count)
+    kafka_drain = KafkaDrainSettings(
+        check.text(drain, "consumer_group", "kafka_drain"),
+        check.integer(drain, "max_records_per_file", "kafka_drain", minimum=1),
+        check.number(drain, "poll_timeout_seconds", "kafka_drain", exclusive=True),
+        check.number(drain, "connect_timeout_seconds", "kafka_drain", exclusive=True))
+    airflow_settings = AirflowSettings(
+        check.text(airflow, "drain_pool", "airflow"), check.integer(airflow, "retries", "airflow"),
+        check.number(airflow, "retry_delay_minutes", "airflow"),
+        check.number(airflow, "cdc_wait_poke_minutes", "airflow", exclusive=True),
+        check.number(airflow, "cdc_wait_timeout_hours", "airflow", exclusive=True))
+    for key, value in spark_conf.items():
+        check.check(isinstance(value, (str, int, float, bool)), f"spark_conf.{key} must be a scalar, got {value!r}")
+    check.done(path)
+    conf = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in spark_conf.items()}
+    return PipelineSettings(clickstream, kafka_drain, airflow_settings, conf)
+
+
+@functools.cache
+def pipeline() -> PipelineSettings:
+    """`pipeline.yaml` (see `config.settings_path`): the tunables shared by jobs and DAGs, read once per process."""
+    path = config.settings_path("pipeline.yaml")
+    return parse_pipeline(read_yaml(path, "pipeline settings"), path)
