@@ -71,8 +71,10 @@ def nothing_left_cached(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     session = request.getfixturevalue("spark")
     if not session._jsparkSession.sharedState().cacheManager().isEmpty():
+        rdds = session.sparkContext._jsc.getPersistentRDDs()
+        names = [str(rdds.get(key).name())[:300] for key in rdds.keySet().toArray()]
         session.catalog.clearCache()
-        pytest.fail("the test left cached DataFrames behind (persist without unpersist)")
+        pytest.fail("the test left cached DataFrames behind (persist without unpersist): " + " | ".join(names))
 
 
 @pytest.fixture(scope="session")

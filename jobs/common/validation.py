@@ -87,7 +87,10 @@ def validate(df: DataFrame, suite_name: str, parameters: dict[str, Any],
             actions=[UpdateDataDocsAction(name="data_docs")] if docs_uri else [],
             result_format={"result_format": "SUMMARY"},
         ))
-        run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters)
+        try:
+            run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters)
+        finally:
+            df.unpersist()  # GX persists the batch it validates and never releases it
         results = [r for vr in run.run_results.values() for r in vr.results]
         if docs_uri and lake_fs is not None:
             lake_fs.copy_from_local(local_docs, docs_uri)
