@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
+from pipeline_airflow import params
 from pipeline_airflow.dates import resolve_run_date
 from pipeline_airflow.shared import CDC, CDC_SILVER, DAG_DEFAULTS, LAKE, OLTP_CONN_ID, RUN_DATE
 from pipeline_airflow.spark import spark_job
@@ -36,20 +37,21 @@ with DAG(
     tags=["ingestion", "cdc"],
     **DAG_DEFAULTS,
     params={
-        "run_date": Param(None, type=["null", "string"], format="date",
-                          description="Kafka date to merge (default: the day before the run)"),
+        "run_date": params.run_date("Kafka date to merge (default: the day before the run)"),
         "snapshot_tables": Param([], type="array", items={"type": "string", "enum": [t.name for t in CDC.tables]},
+                                 title="Snapshot tables",
                                  description="Take a full snapshot of these tables first (onboarding, re-sync)"),
-        "snapshot_dump": Param(None, type=["null", "string"],
-                               description="Read a CSV/JSON export instead of JDBC, e.g. "
-                                           "file:///exports/{table}.json ({table}: the table name)"),
-        "snapshot_format": Param("json", enum=["json", "csv"], description="Format of snapshot_dump"),
-        "snapshot_watermark_lsn": Param(None, type=["null", "string"],
-                                        description="PostgreSQL LSN when the export started (dump only)"),
-        "snapshot_watermark_binlog": Param(None, type=["null", "string"],
-                                           description="MySQL binlog file:pos when the export started (dump only)"),
-        "snapshot_taken_at": Param(None, type=["null", "string"],
-                                   description="When the export started, ISO-8601 UTC (dump only; default: now)"),
+        "snapshot_dump": params.text("Snapshot dump", "Read a CSV/JSON export instead of JDBC, e.g. "
+                                                      "file:///exports/{table}.json ({table}: the table name)"),
+        "snapshot_format": Param("json", enum=["json", "csv"], title="Dump format",
+                                 description="Format of snapshot_dump"),
+        "snapshot_watermark_lsn": params.text("Dump's LSN", "PostgreSQL LSN when the export started (dump only)",
+                                              32, r"^([0-9]{1,20}|[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})$"),
+        "snapshot_watermark_binlog": params.text("Dump's binlog position",
+                                                 "MySQL binlog file:pos when the export started (dump only)",
+                                                 280, r"^[^:]{1,255}:[0-9]{1,20}$"),
+        "snapshot_taken_at": params.text("Dump's time", "When the export started, ISO-8601 UTC (dump only; "
+                                                        "default: now)", 40),
     },
 ):
     run_date = resolve_run_date()
@@ -73,4 +75,11 @@ with DAG(
         trigger_rule="none_failed",
         outlets=CDC_SILVER,
     )
-    run_date >> drain_cdc() >> snapshot_requested() >> snapshot >> merge >> summarise_cdc(run_date)
+    erase = spark_job(
+        "privacy_erasure",
+        doc_md="Erase the users the OLTP database deleted that day from every lake table (privacy.yaml) and add "
+               "them to the suppression list, so no rebuild or late event brings them back.",
+        options={"--date": RUN_DATE, "--lake-root": LAKE.root},
+        switches={"--deleted": True},
+    )
+    run_date >> drain_cdc() >> snapshot_requested() >> snapshot >> merge >> erase >> summarise_cdc(run_date)

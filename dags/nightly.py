@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
+from pipeline_airflow import params
 from pipeline_airflow.dates import resolve_run_date
 from pipeline_airflow.shared import AB_REPORTS, ALS_MODELS, BRONZE_CLICKSTREAM, DAG_DEFAULTS, LAKE, RUN_DATE
 from pipeline_airflow.spark import spark_job
@@ -35,6 +36,7 @@ from pipeline_airflow.tasks.als import als_due, summarise_als
 from pipeline_airflow.tasks.cdc import wait_for_cdc
 from pipeline_airflow.tasks.clickstream import summarise_outputs
 from pipeline_airflow.tasks.ingest import drain_clickstream
+from pipeline_airflow.tasks.privacy import apply_retention
 
 with DAG(
     dag_id="nightly",
@@ -43,27 +45,27 @@ with DAG(
     tags=["nightly", "clickstream"],
     **DAG_DEFAULTS,
     params={
-        "run_date": Param(None, type=["null", "string"], format="date",
-                          description="Event date to process (default: the day before the run)"),
-        "full_refresh": Param(False, type="boolean",
+        "run_date": params.run_date("Event date to process (default: the day before the run)"),
+        "full_refresh": Param(False, type="boolean", title="Full refresh",
                               description="Rebuild even if the partition's raw inputs did not change"),
-        "experiments": Param([], type="array", items={"type": "string"},
+        "experiments": Param([], type="array", items={"type": "string", "maxLength": 128}, maxItems=500,
+                             title="Experiments",
                              description="A/B report only for these experiment ids (default: all registered)"),
-        "als_force_retrain": Param(False, type="boolean",
+        "als_force_retrain": Param(False, type="boolean", title="Retrain ALS",
                                    description="Train ALS tonight whatever the cadence says"),
-        "als_params": Param({}, type="object",
-                            description='ALS hyperparameter overrides, e.g. {"rank": 64, "reg_param": 0.05, '
-                                        '"alpha": 10, "max_iter": 15}'),
-        "als_search": Param(False, type="boolean",
-                            description="Run the small ALS hyperparameter search (include/als.yaml)"),
+        "als_params": params.als_params(),
+        "als_search": Param(False, type="boolean", title="ALS search",
+                            description="Run the small ALS hyperparameter search (als.yaml)"),
     },
 ):
     run_date = resolve_run_date()
     bronze = spark_job(
         "clickstream_bronze",
-        doc_md="Raw -> bronze Parquet for the day, quarantine with reasons, GX gate, atomic publish.",
+        doc_md="Raw -> bronze Parquet for the day (and the days of the lateness window whose raw inputs grew), "
+               "quarantine with reasons, GX gate, atomic publish.",
         options={"--date": RUN_DATE, "--lake-root": LAKE.root,
                  "--refresh": "{{ 'full' if params.full_refresh else 'incremental' }}"},
+        switches={"--revisit-late": True},  # late events of the days before land in their day
         trigger_rule="none_failed",
         outlets=[BRONZE_CLICKSTREAM],
     )
@@ -87,7 +89,7 @@ with DAG(
     )
 
     outputs = summarise_outputs(run_date)
-    run_date >> drain_clickstream() >> bronze >> outputs
+    run_date >> drain_clickstream() >> bronze >> outputs >> apply_retention(run_date)
     wait_for_cdc(run_date) >> outputs
     bronze >> ab_report >> publish_ab_report(run_date)
     bronze >> als_due(run_date) >> als_train >> summarise_als(run_date)

@@ -6,6 +6,8 @@ export PATH="$VENV/bin:$PATH"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
 export PIPELINE_LAKE_ROOT="${PIPELINE_LAKE_ROOT:-file://$REPO/lake}"
 export PIPELINE_CLICKSTREAM_SOURCE="${PIPELINE_CLICKSTREAM_SOURCE:-raw}"
+# The embedded mode is the demo: demo defaults (the public IP-hash key) are allowed only here.
+export PIPELINE_MODE="${PIPELINE_MODE:-demo}"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"

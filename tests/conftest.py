@@ -26,6 +26,7 @@ TIERS = ("unit", "dags", "spark", "integration", "e2e")
 QUICK = ("unit", "dags")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PIPELINE_MODE", "demo")  # the tests' lakes are demo lakes (tests of the refusal unset it)
 
 
 @pytest.hookimpl(tryfirst=True)

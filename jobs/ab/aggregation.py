@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.ab import registry
-from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS
+from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, UNREGISTERED
 from jobs.ab.registry import Experiment, Metric, Registry
 from jobs.common.spark import Persisted
 
@@ -29,21 +29,31 @@ PRE = -1  # bucket of events before the first exposure (CUPED covariate)
 
 
 def experiment_windows(spark: SparkSession, experiments: list[Experiment], day: dt.date) -> DataFrame:
-    """Per experiment: exposures count from start 00:00 UTC until the day after its analysis end."""
+    """Per experiment: exposures count from start 00:00 UTC until the day after its analysis end; its variants."""
     rows = [(e.id, dt.datetime.combine(e.start_date, dt.time()),
-             dt.datetime.combine(e.analysis_end(day) + dt.timedelta(days=1), dt.time())) for e in experiments]
-    return spark.createDataFrame(rows, "experiment_id string, window_start timestamp, window_end timestamp")
+             dt.datetime.combine(e.analysis_end(day) + dt.timedelta(days=1), dt.time()), list(e.variants))
+            for e in experiments]
+    return spark.createDataFrame(rows, "experiment_id string, window_start timestamp, window_end timestamp, "
+                                       "variants array<string>")
 
 
-def assignments(events: DataFrame, windows: DataFrame) -> DataFrame:
+def exposures(events: DataFrame, windows: DataFrame) -> DataFrame:
+    """Every logged exposure inside its experiment's window. A variant the registry does not know becomes the
+    one arm `(unregistered)`, its name kept aside: 20,000 junk names make one arm, not 20,000."""
+    logged = (events.where(F.col("experiments").isNotNull())
+              .select("user_id", "event_ts", F.explode("experiments").alias("x"))
+              .select("user_id", "event_ts", F.col("x.experiment_id").alias("experiment_id"),
+                      F.col("x.variant").alias("logged_variant"))
+              .join(F.broadcast(windows), "experiment_id")
+              .where((F.col("event_ts") >= F.col("window_start")) & (F.col("event_ts") < F.col("window_end"))))
+    known = F.array_contains("variants", F.col("logged_variant"))
+    return (logged.withColumn("variant", F.when(known, F.col("logged_variant")).otherwise(F.lit(UNREGISTERED)))
+            .withColumn("unregistered_name", F.when(~known, F.col("logged_variant"))))
+
+
+def assignments(exposed: DataFrame) -> DataFrame:
     """Per (experiment, user): first exposure time, the variant, and how many variants were logged."""
-    exposures = (events.where(F.col("experiments").isNotNull())
-                 .select("user_id", "event_ts", F.explode("experiments").alias("x"))
-                 .select("user_id", "event_ts", F.col("x.experiment_id").alias("experiment_id"),
-                         F.col("x.variant").alias("variant"))
-                 .join(F.broadcast(windows), "experiment_id")
-                 .where((F.col("event_ts") >= F.col("window_start")) & (F.col("event_ts") < F.col("window_end"))))
-    return (exposures.groupBy("experiment_id", "user_id")
+    return (exposed.groupBy("experiment_id", "user_id")
             .agg(F.min("event_ts").alias("first_exposure"), F.min_by("variant", "event_ts").alias("variant"),
                  F.count_distinct("variant").alias("variants_seen"), F.first("window_end").alias("window_end")))
 
@@ -135,8 +145,13 @@ def daily_counts(buckets: DataFrame, assigned: DataFrame, reg: Registry) -> Data
             .fillna(0.0, subset=zero))
 
 
-def diagnostics(assigned: DataFrame) -> DataFrame:
-    """Users excluded for being in several variants, and users shared between experiments."""
+def diagnostics(assigned: DataFrame, exposed: DataFrame) -> DataFrame:
+    """Users excluded for being in several variants, users shared between experiments, and how many distinct
+    unregistered variant names were logged (kind `unregistered_variant_names`: `users` holds that number)."""
+    names = (exposed.where(F.col("unregistered_name").isNotNull()).groupBy("experiment_id")
+             .agg(F.count_distinct("unregistered_name").cast("double").alias("users"))
+             .select("experiment_id", F.lit("unregistered_variant_names").alias("kind"),
+                     F.lit(None).cast("string").alias("other"), "users"))
     multi = (assigned.where(F.col("variants_seen") > 1).groupBy("experiment_id")
              .agg(F.count(F.lit(1)).cast("double").alias("users"))
              .select("experiment_id", F.lit("multi_variant_users").alias("kind"), F.lit(None).cast("string")
@@ -147,7 +162,7 @@ def diagnostics(assigned: DataFrame) -> DataFrame:
                   .groupBy(F.col("a.experiment_id").alias("experiment_id"), F.col("b.experiment_id").alias("other"))
                   .agg(F.count(F.lit(1)).cast("double").alias("users"))
                   .select("experiment_id", F.lit("collision").alias("kind"), "other", "users"))
-    return multi.unionByName(collisions)
+    return multi.unionByName(collisions).unionByName(names)
 
 
 def aggregate(events: DataFrame, reg: Registry, experiments: list[Experiment], day: dt.date,
@@ -166,12 +181,13 @@ def aggregate(events: DataFrame, reg: Registry, experiments: list[Experiment], d
         # The one scan of the source, done before the joins: stages submitted together would
         # otherwise each compute the not-yet-cached partitions.
         events.count()
-        everyone = cache.keep(assignments(events, windows))
+        exposed = exposures(events, windows)
+        everyone = cache.keep(assignments(exposed))
         assigned = everyone.where(F.col("experiment_id").isin(selected))
         buckets = cache.keep(user_buckets(events, assigned, reg, reg.settings.cuped_lookback_days))
         counts = total_counts(buckets, reg).unionByName(daily_counts(buckets, assigned, reg), allowMissingColumns=True)
         counts_pd = counts.select(*COLUMNS).toPandas()
-        diag_pd = (diagnostics(everyone).where(F.col("experiment_id").isin(selected))
+        diag_pd = (diagnostics(everyone, exposed).where(F.col("experiment_id").isin(selected))
                    .select(*DIAGNOSTIC_COLUMNS).toPandas())
     finally:
         cache.release()

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from jobs.ab import stats
-from jobs.ab.counts import empty_diagnostics, normalise
+from jobs.ab.counts import UNREGISTERED, empty_diagnostics, normalise
 from jobs.ab.registry import Experiment, Registry, Settings
 
 SCHEMA_VERSION = "1.0"
 TESTS = {"proportion": "two_proportion_z_pooled", "continuous": "welch_t", "ratio": "delta_method_z"}
+MAX_LISTED_VARIANTS = 10  # unregistered variants named one by one in a report; the rest summed
 PROPORTION_MIN_COUNT = 5  # normal approximation: >= 5 conversions and non-conversions per arm
 
 
@@ -512,9 +513,16 @@ def _analyse(exp: Experiment, entry: dict[str, Any], totals: dict[str, dict[str,
              day: dt.date) -> None:
     warnings = entry["warnings"]
     users = {v: float(r["count"]) for v, r in totals.items()}
-    unknown = sorted(set(users) - set(exp.variants))
-    for variant in unknown:
-        warnings.append(f"variant {variant!r} is not in the registry: its {users[variant]:.0f} users are excluded")
+    unknown = sorted(set(users) - set(exp.variants), key=lambda v: -users[v])
+    names = sum(d["users"] for d in diag if d["kind"] == "unregistered_variant_names")
+    for variant in unknown[:MAX_LISTED_VARIANTS]:
+        also = f" ({names:.0f} distinct names logged)" if names and variant == UNREGISTERED else ""
+        warnings.append(f"variant {variant!r}{also} is not in the registry: its {users[variant]:.0f} users are "
+                        "excluded")
+    if len(unknown) > MAX_LISTED_VARIANTS:
+        rest = unknown[MAX_LISTED_VARIANTS:]
+        warnings.append(f"{len(rest)} more unregistered variants ({sum(users[v] for v in rest):.0f} users) "
+                        "are excluded")
     multi = float(sum(d["users"] for d in diag if d["kind"] == "multi_variant_users"))
     if multi:
         warnings.append(f"{multi:.0f} users were seen in more than one variant and are excluded")
@@ -524,7 +532,8 @@ def _analyse(exp: Experiment, entry: dict[str, Any], totals: dict[str, dict[str,
     early = days_running < exp.min_days
     entry["window"] = {"analysed_from": str(exp.start_date), "analysed_to": str(last), "days_running": days_running,
                        "early": early}
-    entry["exposure"] = {"users": observed, "unregistered_variant_users": {v: float(users[v]) for v in unknown},
+    entry["exposure"] = {"users": observed, "unregistered_variant_users": {
+                         v: float(users[v]) for v in unknown[:MAX_LISTED_VARIANTS]},
                          "multi_variant_users_excluded": multi}
     entry["collisions"] = sorted(({"experiment_id": d["other"], "users": float(d["users"])}
                                   for d in diag if d["kind"] == "collision"), key=lambda c: c["experiment_id"])

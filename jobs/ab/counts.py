@@ -13,7 +13,9 @@ Column names follow the sums-over-users convention of open-source experimentatio
 | covariate_sum, covariate_sum_squares, main_covariate_sum_product | CUPED: the pre-exposure value x |
 
 Diagnostics (optional) are rows `experiment_id, kind, other, users` with kind
-`multi_variant_users` (excluded users), `collision` (users also exposed to `other`).
+`multi_variant_users` (excluded users), `collision` (users also exposed to `other`),
+`unregistered_variant_names` (`users` = how many distinct variant names the registry does not know were
+logged; their users are counted in the one arm `(unregistered)` and excluded from the analysis).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ RATIO_SUMS = ["denominator_sum", "denominator_sum_squares", "main_denominator_su
 COVARIATE_SUMS = ["covariate_sum", "covariate_sum_squares", "main_covariate_sum_product"]
 COLUMNS = [*KEYS, "day", *SUMS, *RATIO_SUMS, *COVARIATE_SUMS]
 DIAGNOSTIC_COLUMNS = ["experiment_id", "kind", "other", "users"]
+#: The one arm every variant name the registry does not know is counted in (the Spark aggregation).
+UNREGISTERED = "(unregistered)"
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from jobs.ab import analysis, outputs
+from jobs.ab import STAGE, analysis, outputs
 from jobs.ab.aggregation import aggregate
 from jobs.ab.counts import COLUMNS, empty_diagnostics
 from jobs.ab.registry import Registry
@@ -31,7 +31,12 @@ JOB = "ab_report"
 
 def run(spark: SparkSession, lake: Lake, day: dt.date, reg: Registry, only: list[str] | None = None,
         run_id: str | None = None) -> dict[str, Any]:
-    this = Run(JOB, lake, day, run_id or new_run_id(), LakeFS(spark))
+    with Run(JOB, lake, day, run_id or new_run_id(), group=f"{STAGE}/dt={day}", fs=LakeFS(spark)) as this:
+        return _run(spark, this, reg, only)
+
+
+def _run(spark: SparkSession, this: Run, reg: Registry, only: list[str] | None) -> dict[str, Any]:
+    lake, day = this.lake, this.day
     running = [e for e in reg.experiments if e.valid and e.status_on(day) != "not_started"]
     wanted = {e.id for e in reg.select(only)}
     active = [e for e in running if e.id in wanted]

@@ -1,9 +1,16 @@
-"""Copy a night's report from the lake to an S3 bucket (MinIO, SeaweedFS, AWS) with boto3.
+"""Copy a night's report from the lake to an S3 bucket (MinIO, SeaweedFS, AWS) with boto3, as one commit.
 
-Keys: `<prefix>/dt=D/report.json`, `report.html`, `_manifest.json`, then `<prefix>/latest.json`
-(a pointer to the newest date, written last so it never points at a half-uploaded report).
-Re-publishing a date overwrites the same keys: no duplicates. Each upload is checked against
-the MD5 of the lake copy (ETag of a single-part upload).
+The files go under a prefix of their own that nothing else writes, then the pointers move:
+
+    <prefix>/dt=D/<content hash>/report.json, report.html, _manifest.json   immutable, one per distinct report
+    <prefix>/dt=D/latest.json     {"report_json": ..., "report_html": ...}: the date's current report
+    <prefix>/dt=D/report.html     a one-line redirect to the current report.html (a stable link for people)
+    <prefix>/latest.json          the newest date's pointer (a backfill never moves it back)
+
+Each pointer is a single PUT, written after every file it points at is uploaded and checked against
+the lake copy (MD5 = ETag of a single-part upload), so a reader never finds a pointer to half a report,
+and a publish that dies halfway leaves the previous report in place. Timeouts and retries are bounded
+(`pipeline.yaml`, `publish`); every failure is a `PublishError` with one line.
 
     python -m jobs.ab.s3_publish --date 2026-11-20 --bucket reports [--prefix ab] [--endpoint-url URL]
 """
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.ab import STAGE
-from jobs.common import config, storage
+from jobs.common import config, settings, storage
 from jobs.common.errors import PipelineError
 from jobs.common.paths import Lake
 from jobs.common.runner import Context, Job, Outcome
@@ -46,53 +53,75 @@ class Target:
         import boto3
         from botocore.config import Config
 
+        limits = settings.pipeline().publish
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region_name or "us-east-1",
                             aws_access_key_id=self.aws_access_key_id,
                             aws_secret_access_key=self.aws_secret_access_key,
-                            config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10))
+                            config=Config(retries={"total_max_attempts": limits.attempts, "mode": "standard"},
+                                          connect_timeout=limits.connect_timeout_seconds,
+                                          read_timeout=limits.read_timeout_seconds))
 
 
 class PublishError(PipelineError):
     """The report could not be copied to the bucket; the message says where and why."""
 
 
+def redirect_page(html_key: str) -> bytes:
+    target = html_key.rsplit("/", 2)[-2] + "/report.html"  # relative to dt=D/
+    return (f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={target}">'
+            f'<title>A/B report</title><a href="{target}">A/B report</a>\n').encode()
+
+
 def publish(lake: Lake, day: dt.date, target: Target) -> dict[str, Any]:
-    """Upload the date's report files, verify them, then move `latest.json`. Returns the URIs."""
+    """Upload the date's report files under a prefix of their own, verify them, then move the pointers."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     source = lake.partition("reports", STAGE, day)
-    base = f"{target.prefix.strip('/')}/dt={day.isoformat()}".lstrip("/")
+    bodies = {}
+    for name in FILES:
+        try:
+            bodies[name] = storage.read_bytes(f"{source}/{name}")
+        except FileNotFoundError:
+            raise PublishError(f"no report for {day}: {source}/{name} does not exist "
+                               "(run ab_report first)") from None
+    # the prefix is the content's hash: re-publishing the same report rewrites the same objects, no duplicates
+    content = hashlib.sha256(bodies["report.json"] + bodies["report.html"]).hexdigest()[:16]
+    date_dir = f"{target.prefix.strip('/')}/dt={day.isoformat()}".lstrip("/")
+    base = f"{date_dir}/{content}"
     client = target.client()
-    uploaded = []
     try:
         for name, content_type in FILES.items():
-            try:
-                body = storage.read_bytes(f"{source}/{name}")
-            except FileNotFoundError:
-                raise PublishError(f"no report for {day}: {source}/{name} does not exist "
-                                   "(run ab_report first)") from None
             key = f"{base}/{name}"
-            response = client.put_object(Bucket=target.bucket, Key=key, Body=body, ContentType=content_type)
-            if response["ETag"].strip('"') != hashlib.md5(body, usedforsecurity=False).hexdigest():
+            response = client.put_object(Bucket=target.bucket, Key=key, Body=bodies[name], ContentType=content_type)
+            if response["ETag"].strip('"') != hashlib.md5(bodies[name], usedforsecurity=False).hexdigest():
                 raise PublishError(f"s3://{target.bucket}/{key}: uploaded object does not match the lake copy")
-            uploaded.append(f"s3://{target.bucket}/{key}")
         pointer = {"report_date": day.isoformat(), "report_json": f"{base}/report.json",
                    "report_html": f"{base}/report.html", "code_version": config.code_version()}
-        latest = _newer_latest(client, target, day)
+        _put_json(client, target.bucket, f"{date_dir}/latest.json", pointer)
+        client.put_object(Bucket=target.bucket, Key=f"{date_dir}/report.html",
+                          Body=redirect_page(pointer["report_html"]), ContentType=FILES["report.html"])
+        latest, note = _newer_latest(client, target, day)
         if latest:
-            client.put_object(Bucket=target.bucket, Key=latest, Body=json.dumps(pointer, indent=2).encode(),
-                              ContentType="application/json")
+            _put_json(client, target.bucket, latest, pointer)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise PublishError(f"S3 {error.get('Code', 'error')} on bucket {target.bucket!r} at "
                            f"{target.endpoint_url or 'AWS'}: {error.get('Message', exc)}") from exc
     except BotoCoreError as exc:
-        raise PublishError(f"S3 endpoint {target.endpoint_url or 'AWS'} unreachable: {exc}") from exc
-    return {"uploaded": uploaded, "latest": f"s3://{target.bucket}/{latest}" if latest else None}
+        raise PublishError(f"S3 endpoint {target.endpoint_url or 'AWS'} failed: {exc}") from exc
+    return {"uploaded": [f"s3://{target.bucket}/{base}/{name}" for name in FILES],
+            "date_pointer": f"s3://{target.bucket}/{date_dir}/latest.json",
+            "latest": f"s3://{target.bucket}/{latest}" if latest else None, **({"note": note} if note else {})}
 
 
-def _newer_latest(client: Any, target: Target, day: dt.date) -> str | None:
-    """The `latest.json` key, unless it already points at a later date (a backfill must not move it back)."""
+def _put_json(client: Any, bucket: str, key: str, document: dict[str, Any]) -> None:
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(document, indent=2).encode(),
+                      ContentType="application/json")
+
+
+def _newer_latest(client: Any, target: Target, day: dt.date) -> tuple[str | None, str | None]:
+    """The `latest.json` key, unless it points at a later date (a backfill must not move it back); a pointer
+    that is not JSON is replaced, and said so."""
     from botocore.exceptions import ClientError
 
     key = f"{target.prefix.strip('/')}/latest.json".lstrip("/")
@@ -100,9 +129,13 @@ def _newer_latest(client: Any, target: Target, day: dt.date) -> str | None:
         current = json.loads(client.get_object(Bucket=target.bucket, Key=key)["Body"].read())
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return key
+            return key, None
         raise
-    return key if current.get("report_date", "") <= day.isoformat() else None
+    except json.JSONDecodeError:
+        return key, f"s3://{target.bucket}/{key} was not JSON; replaced"
+    if not isinstance(current, dict):
+        return key, f"s3://{target.bucket}/{key} was not a pointer; replaced"
+    return (key, None) if str(current.get("report_date", "")) <= day.isoformat() else (None, None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,14 +97,12 @@ def evaluate(model: ALSModel | None, judging: Judging, settings: AlsSettings) ->
     return ranking_metrics(recs, judging.labels, settings.k, judging.catalog)
 
 
-def judge_champion(lake: Lake, version: str, window: DataWindow, judging: Judging,
+def judge_champion(lake: Lake, window: DataWindow, judging: Judging,
                    settings: AlsSettings) -> dict[str, Any] | None:
     """The champion's metrics on tonight's holdout, or why it cannot be judged on it."""
     current = registry.champion(lake)
     if current is None:
         return None
-    if current["version"] == version:
-        return {"version": version}
     found = registry.manifest(lake, current["version"])
     if found is None:
         return {"version": current["version"], "not_comparable": "its version manifest is missing"}

@@ -5,8 +5,8 @@
                                      _manifest.json (written last: a version without it is not one)
     models/als/champion.json         the version that serves; moves only on a promotion
 
-A version is `<run date>-<hyperparameter hash>`, so a rerun of the same night and settings
-replaces its own version instead of adding one.
+A version is `<run date>-<hyperparameter hash>-<commit>`: every training run adds a version of its own,
+so a rerun can never overwrite another version's files, the serving champion's least of all.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from jobs.common.paths import Lake, as_date
 MODEL = "als"
 
 
-def version_id(day: dt.date, params_key: str) -> str:
-    return f"{day:%Y%m%d}-{params_key}"
+def version_id(day: dt.date, params_key: str, commit_id: str) -> str:
+    """Readable and unique: the run date, the hyperparameters' hash, and the commit that writes it."""
+    return f"{day:%Y%m%d}-{params_key}-{commit_id.rsplit('.', 1)[-1]}"
 
 
 def _json(uri: str) -> dict[str, Any] | None:
@@ -43,10 +44,6 @@ def champion(lake: Lake) -> dict[str, Any] | None:
     return _json(lake.champion(MODEL))
 
 
-def set_champion(lake: Lake, record: dict[str, Any]) -> None:
-    storage.write_atomic(lake.champion(MODEL), json.dumps(record, indent=2).encode())
-
-
 def versions(lake: Lake) -> list[dict[str, Any]]:
     """Manifests of every complete version, oldest run date first."""
     files = storage.list_files(lake.model_versions(MODEL), "_manifest.json")
@@ -61,7 +58,7 @@ class Decision:
 
 
 def decide(candidate: dict[str, Any] | None, baseline: dict[str, Any] | None,
-           current: dict[str, Any] | None, settings: AlsSettings, version: str) -> Decision:
+           current: dict[str, Any] | None, settings: AlsSettings) -> Decision:
     """Promote only a model that beats the popularity baseline and the champion on the primary metric.
 
     `candidate`/`baseline`/`current` are metric dicts on the same holdout (`current` None: no
@@ -79,9 +76,6 @@ def decide(candidate: dict[str, Any] | None, baseline: dict[str, Any] | None,
     if baseline is None or baseline.get(name) is None or value <= baseline[name]:
         base = "n/a" if baseline is None or baseline.get(name) is None else f"{baseline[name]:.4f}"
         return Decision(False, f"not promoted: {label} {value:.4f} does not beat the popularity baseline ({base})")
-    if current is not None and current.get("version") == version:
-        return Decision(True, f"rerun of the champion version: {label} {value:.4f} "
-                              f"(popularity {baseline[name]:.4f}); pointer refreshed")
     if current is not None and value <= current[name] + settings.min_improvement:
         return Decision(False, f"not promoted: {label} {value:.4f} does not beat the champion "
                                f"{current['version']} ({current[name]:.4f}) by more than {settings.min_improvement}")

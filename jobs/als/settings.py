@@ -82,15 +82,23 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+#: What a run may ask for: beyond these a run exhausts memory or time rather than learning more
+#: (rank 512 x 1 M users is 2 GB of factors; ALS converges in tens of iterations, not thousands).
+PARAM_BOUNDS = {"rank": (1, 512), "max_iter": (1, 100), "reg_param": (0.0, 1e6), "alpha": (0.0, 1e6)}
+
+
 def _param_problems(params: dict[str, Any], where: str) -> list[str]:
     unknown = sorted(set(params) - {f.name for f in dataclasses.fields(AlsParams)})
     problems = [f"{where}: unknown hyperparameter(s) {unknown}"] if unknown else []
     for name in ("rank", "max_iter"):
-        if not (isinstance(params.get(name), int) and not isinstance(params.get(name), bool) and params[name] >= 1):
-            problems.append(f"{where}.{name} must be an integer >= 1, got {params.get(name)!r}")
+        low, high = PARAM_BOUNDS[name]
+        value = params.get(name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            problems.append(f"{where}.{name} must be an integer in [{low}, {high}], got {value!r}")
     for name in ("reg_param", "alpha"):
-        if not (_finite(params.get(name)) and params[name] >= 0):
-            problems.append(f"{where}.{name} must be a finite number >= 0, got {params.get(name)!r}")
+        low, high = PARAM_BOUNDS[name]
+        if not (_finite(params.get(name)) and low <= params[name] <= high):
+            problems.append(f"{where}.{name} must be a finite number in [{low:g}, {high:g}], got {params.get(name)!r}")
     return problems
 
 

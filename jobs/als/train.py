@@ -37,8 +37,10 @@ from jobs.als.interactions import DataWindow, labelled
 from jobs.als.model import Trained, blas_implementation, non_finite_factors, search_space, train
 from jobs.als.settings import AlsSettings
 from jobs.als.topk import model_recs, similar_items
-from jobs.common import config, storage
+from jobs.common import storage
+from jobs.common.errors import PipelineError
 from jobs.common.paths import Lake
+from jobs.common.run import Output, Run
 from jobs.common.runner import Outcome, new_run_id
 from jobs.common.spark import LakeFS, Persisted, read_clickstream
 
@@ -129,10 +131,9 @@ def fit_best(prep: Prepared, judging: Judging, settings: AlsSettings, search: bo
     return models, best, best_metrics, trials
 
 
-def write_version(lake: Lake, version: str, run_id: str, best: Trained, prep: Prepared, popular: DataFrame,
-                  metrics: dict[str, Any], manifest: dict[str, Any], settings: AlsSettings) -> str:
-    """Every artefact of the version into staging, then one rename: all of it or nothing."""
-    staging = lake.model_staging(registry.MODEL, version, run_id)
+def write_version(staging: str, version: str, best: Trained, prep: Prepared, popular: DataFrame,
+                  metrics: dict[str, Any], settings: AlsSettings) -> None:
+    """Every artefact of the version into one staged directory: it is published whole or not at all."""
     model, users, items = best.model, {"user": prep.users}, {"item": prep.items}
     tag = F.lit(version).alias("model_version")
     model.save(f"{staging}/model")
@@ -154,49 +155,49 @@ def write_version(lake: Lake, version: str, run_id: str, best: Trained, prep: Pr
     }
     for name, frame in outputs.items():
         frame.write.parquet(f"{staging}/{name}")
-    fs = LakeFS(prep.train.sparkSession)
-    fs.write_text(f"{staging}/metrics.json", json.dumps(metrics, indent=2))
-    fs.write_text(Lake.manifest(staging), json.dumps(manifest, indent=2))
-    final = lake.model_version(registry.MODEL, version)
-    fs.publish(staging, final)
-    return final
+    storage.write_atomic(f"{staging}/metrics.json", json.dumps(metrics, indent=2).encode())
 
 
-def publish_maps(lake: Lake, prep: Prepared, run_id: str) -> None:
-    """Write the id maps aside and swap them in (append-only: an extra id is harmless if a later step fails)."""
-    fs = LakeFS(prep.train.sparkSession)
+def map_outputs(this: Run, prep: Prepared) -> list[Output]:
+    """The id maps, staged whole (append-only: ids never change, new keys get new ones)."""
+    outputs = []
     for kind, frame in (("users", prep.users), ("items", prep.items)):
-        staging = lake.id_map_staging(kind, run_id)
+        staging = this.table_staging("gold", f"als_id_map_{kind}")
         frame.coalesce(1).write.parquet(staging)
-        fs.publish(staging, lake.id_map(kind))
+        outputs.append(Output(staging, this.lake.id_map(kind)))
+    return outputs
 
 
-def write_quarantine(lake: Lake, day: dt.date, prep: Prepared, run_id: str) -> str:
-    staging = lake.staging("quarantine", "als_interactions", day, run_id)
-    prep.quarantine.withColumn("run_id", F.lit(run_id)).coalesce(1).write.parquet(staging)
-    final = lake.partition("quarantine", "als_interactions", day)
-    LakeFS(prep.train.sparkSession).publish(staging, final)
-    return final
+def quarantine_output(this: Run, prep: Prepared) -> Output:
+    staging = this.staging("quarantine", "als_interactions")
+    prep.quarantine.withColumn("run_id", F.lit(this.run_id)).coalesce(1).write.parquet(staging)
+    return Output(staging, this.lake.partition("quarantine", "als_interactions", this.day))
 
 
-def write_run_report(lake: Lake, day: dt.date, report: dict[str, Any]) -> str:
-    uri = lake.report_file(STAGE, day)
-    storage.write_atomic(uri, json.dumps(report, indent=2).encode())
-    return uri
+def file_output(this: Run, name: str, final: str, document: dict[str, Any]) -> Output:
+    """A small JSON file (the run report, the champion pointer) staged and published with the rest."""
+    staged = this.file_staging("models", name)
+    this.write_json(staged, document)
+    return Output(staged, final)
 
 
 def run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, search: bool = False,
         export: str | None = None, run_id: str | None = None) -> dict[str, Any]:
-    """One night: prepare, train or skip, judge, publish. Returns the run report."""
+    """One night: prepare, train or skip, judge, publish. Returns the run report.
+
+    The id maps, the new version, the champion pointer, the quarantine and the report are one commit of
+    the `models/als` group: all of it or nothing, and one training run at a time."""
     cache = Persisted()
     try:
-        return _run(spark, lake, day, settings, search, export, run_id or new_run_id(), cache)
+        with Run(JOB, lake, day, run_id or new_run_id(), group=f"models/{registry.MODEL}", fs=LakeFS(spark)) as this:
+            return _run(spark, this, settings, search, export, cache)
     finally:
         cache.release()
 
 
-def _run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, search: bool, export: str | None,
-         run_id: str, cache: Persisted) -> dict[str, Any]:
+def _run(spark: SparkSession, this: Run, settings: AlsSettings, search: bool, export: str | None,
+         cache: Persisted) -> dict[str, Any]:
+    lake, day = this.lake, this.day
     started = time.perf_counter()
     window = DataWindow.for_run(day, settings)
     if export:
@@ -206,19 +207,21 @@ def _run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, s
         rows = ix.from_events(events, settings.event_weights)
     prep = prepare(rows, lake, day, window, settings, cache)
     report: dict[str, Any] = {
-        "run_date": day.isoformat(), "run_id": run_id, "job": JOB, "code_version": config.code_version(),
+        "run_date": day.isoformat(), **this.header(),
         "source": export or lake.table("bronze", "clickstream"), "missing_days": missing,
         "data_window": window.as_dict(), "params": dataclasses.asdict(settings.params), "search": search,
-        "counts": prep.counts, "quarantine": write_quarantine(lake, day, prep, run_id),
+        "counts": prep.counts, "quarantine": lake.partition("quarantine", "als_interactions", day),
+        "report": lake.report_file(STAGE, day),
     }
+    outputs = [quarantine_output(this, prep)]
     reason = too_little(prep.counts, settings)
     current = registry.champion(lake)
     if reason:
         report.update(status="skipped", reason=f"{reason}; champion kept ({current['version'] if current else 'none'})",
                       promoted=False)
-        report["report"] = write_run_report(lake, day, report)
+        this.publish([*outputs, file_output(this, "run.json", lake.report_file(STAGE, day), report)])
         return report
-    checkpoint_dir = lake.checkpoints(JOB, run_id)
+    checkpoint_dir = lake.checkpoints(JOB, this.run_id)
     models: list[Trained] = []
     try:
         blas = blas_implementation(spark)
@@ -226,17 +229,16 @@ def _run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, s
         judging = Judging.of(prep.train, prep.holdout, popular, prep.counts["train_items"], settings)
         try:
             models, best, model_metrics, trials = fit_best(prep, judging, settings, search, checkpoint_dir)
-            version = registry.version_id(day, best.params.key())
+            version = registry.version_id(day, best.params.key(), this.txn.commit_id)
             metrics = {"k": settings.k, "primary_metric": settings.primary_metric, "model": model_metrics,
                        "popularity": evaluate(None, judging, settings),
-                       "champion": judge_champion(lake, version, window, judging, settings),
+                       "champion": judge_champion(lake, window, judging, settings),
                        "trials": trials}
         finally:
             judging.release()
-        decision = registry.decide(metrics["model"], metrics["popularity"], metrics["champion"], settings, version)
-        publish_maps(lake, prep, run_id)
-        manifest = {**{k: report[k] for k in ("run_date", "run_id", "job", "code_version", "source",
-                                               "data_window", "counts")},
+        decision = registry.decide(metrics["model"], metrics["popularity"], metrics["champion"], settings)
+        manifest = {**{k: report[k] for k in ("run_date", "job", "code_version", "source", "data_window",
+                                               "counts")},
                     "version": version, "params": dataclasses.asdict(best.params), "search": search,
                     "training": {"seconds": round(best.seconds, 2), "num_blocks": settings.num_blocks,
                                  "checkpoint_interval": settings.checkpoint_interval, "seed": settings.seed,
@@ -244,22 +246,28 @@ def _run(spark: SparkSession, lake: Lake, day: dt.date, settings: AlsSettings, s
                     "event_weights": settings.event_weights, "half_life_days": settings.half_life_days,
                     "metrics": {n: metrics[n] for n in ("k", "primary_metric", "model", "popularity")},
                     "decision": dataclasses.asdict(decision)}
-        path = write_version(lake, version, run_id, best, prep, popular, metrics, manifest, settings)
+        staged_version = this.table_staging("models", f"{registry.MODEL}_version")
+        write_version(staged_version, version, best, prep, popular, metrics, settings)
     finally:
         for trained in models:
             trained.release()
         LakeFS(spark).delete(checkpoint_dir)
+    path = lake.model_version(registry.MODEL, version)
+    if this.fs.exists(path):  # ids carry the commit's random suffix; a version, maybe the champion, is never replaced
+        raise PipelineError(f"model version {version} already exists at {path}; not replacing it")
+    outputs += [*map_outputs(this, prep), Output(staged_version, path, manifest)]
     if decision.promote:
-        registry.set_champion(lake, {"version": version, "run_date": day.isoformat(), "promoted_at":
-                                     dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                                     "metric": settings.primary_metric,
-                                     "value": metrics["model"][settings.primary_metric], "reason": decision.reason})
+        outputs.append(file_output(this, "champion.json", lake.champion(registry.MODEL), {
+            "version": version, "run_date": day.isoformat(), "run_id": this.run_id,
+            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "metric": settings.primary_metric, "value": metrics["model"][settings.primary_metric],
+            "reason": decision.reason}))
     report.update(status="trained", version=version, model=path, params=dataclasses.asdict(best.params),
                   promoted=decision.promote, reason=decision.reason, blas=blas,
                   champion=version if decision.promote else (current["version"] if current else None),
                   metrics={n: metrics[n] for n in ("model", "popularity", "champion")},
                   seconds=round(time.perf_counter() - started, 1))
-    report["report"] = write_run_report(lake, day, report)
+    this.publish([*outputs, file_output(this, "run.json", lake.report_file(STAGE, day), report)])
     return report
 
 

@@ -18,6 +18,7 @@ from pyspark.sql.types import (
     ArrayType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -25,6 +26,7 @@ from pyspark.sql.types import (
 
 from jobs.cdc import envelope
 from jobs.cdc.settings import Settings
+from jobs.common.keyed_hash import hmac_sha256
 
 PARSED_SCHEMA = StructType([
     StructField("kind", StringType()),
@@ -36,6 +38,7 @@ PARSED_SCHEMA = StructType([
     StructField("pos", ArrayType(LongType())),
     StructField("source_ts_us", LongType()),
     StructField("tx_id", StringType()),
+    StructField("tx_order", LongType()),
     StructField("snapshot", StringType()),
     StructField("connector", StringType()),
     StructField("before", StringType()),
@@ -48,8 +51,8 @@ PARSED_SCHEMA = StructType([
     StructField("raw_value", StringType()),
 ])
 #: The bronze change log: every change kept, in source order by (`pos`), one row per event.
-BRONZE_COLUMNS = ["table", "op", "key", "pos", "source_ts", "tx_id", "snapshot", "connector", "before", "after",
-                  "column_types", "kafka_topic", "kafka_partition", "kafka_offset", "source_file"]
+BRONZE_COLUMNS = ["table", "op", "key", "pos", "source_ts", "tx_id", "tx_order", "snapshot", "connector", "before",
+                  "after", "column_types", "kafka_topic", "kafka_partition", "kafka_offset", "source_file"]
 QUARANTINE_COLUMNS = ["reason", "kind", "table", "source", "op", "key", "kafka_topic", "kafka_partition",
                       "kafka_offset", "source_file", "raw_value"]
 
@@ -106,6 +109,35 @@ def read_export(spark: SparkSession, path: str, settings: Settings) -> DataFrame
              .select(F.col("value"), F.col("_metadata.file_path").alias("source_file")))
     rdd = files.rdd.mapPartitions(lambda rows: _parse_export(rows, settings))
     return spark.createDataFrame(rdd, PARSED_SCHEMA)
+
+
+def quarantine_uncastable(parsed: DataFrame, settings: Settings) -> DataFrame:
+    """A change whose value does not fit its configured column type is quarantined (`undecodable_value:<cols>`)
+    rather than merged as null: the merge casts the same way, so what passes here casts there."""
+    as_text = F.from_json("after", MapType(StringType(), StringType()))
+    failing = F.lit("")
+    for table in settings.tables:
+        bad = F.concat_ws(",", *[F.when(as_text[c.name].isNotNull() & (as_text[c.name] != envelope.UNAVAILABLE)
+                                        & as_text[c.name].try_cast(c.type).isNull(), F.lit(c.name))
+                                 for c in table.columns])
+        failing = F.when(F.col("table") == table.name, bad).otherwise(failing)
+    uncastable = (F.col("kind") == "change") & F.col("reason").isNull() & F.col("after").isNotNull() & (failing != "")
+    return (parsed.withColumn("reason", F.when(uncastable, F.concat(F.lit("undecodable_value:"), failing))
+                              .otherwise(F.col("reason")))
+            .withColumn("raw_value", F.when(uncastable, F.col("after")).otherwise(F.col("raw_value"))))
+
+
+def exclude_erased(parsed: DataFrame, erased: DataFrame | None, key: str, field: str) -> DataFrame:
+    """Changes about erased people (their subject field's HMAC token in `erased`) become kind `erased`: counted,
+    kept nowhere, so a late event cannot bring back what an erasure removed."""
+    if erased is None:
+        return parsed
+    subject = F.coalesce(F.get_json_object("after", f"$.{field}"), F.get_json_object("before", f"$.{field}"))
+    tokens = F.broadcast(erased.select(F.col("token").alias("_token")).distinct())
+    marked = parsed.join(tokens, hmac_sha256(subject, key) == F.col("_token"), "left")
+    return (marked.withColumn("kind", F.when(F.col("_token").isNotNull() & (F.col("kind") == "change"),
+                                             F.lit("erased")).otherwise(F.col("kind")))
+            .drop("_token"))
 
 
 def to_bronze(parsed: DataFrame) -> DataFrame:

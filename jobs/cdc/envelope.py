@@ -54,7 +54,7 @@ class DecodeError(ValueError):
 class Change:
     """One record as the change log stores it; `reason` set means quarantined."""
 
-    kind: str  # change | tombstone | transaction | schema_change | message | invalid
+    kind: str  # change | tombstone | transaction | heartbeat | schema_change | message | invalid
     reason: str | None = None
     table: str | None = None
     source: str | None = None
@@ -63,6 +63,7 @@ class Change:
     pos: list[int] | None = None
     source_ts_us: int | None = None
     tx_id: str | None = None
+    tx_order: int | None = None
     snapshot: str | None = None
     connector: str | None = None
     before: str | None = None
@@ -74,6 +75,11 @@ class Change:
 
 
 # ---------------------------------------------------------------- value decoding
+
+#: What the PostgreSQL connector sends for an unchanged TOASTed column of an update (REPLICA IDENTITY DEFAULT):
+#: "the value is the one before" (`jobs/cdc/scd2.py` keeps the previous version's value).
+UNAVAILABLE = "__debezium_unavailable_value"
+
 
 def _timestamp_iso(micros: int | float) -> str:
     return (EPOCH + dt.timedelta(microseconds=int(micros))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -219,6 +225,13 @@ def _tx_id(source: dict[str, Any]) -> str | None:
     return None if tx is None else str(tx)
 
 
+def _tx_order(payload: dict[str, Any]) -> int | None:
+    """The event's place in its transaction (`transaction.total_order`, with transaction metadata enabled)."""
+    order = (payload.get("transaction") or {}).get("total_order") if isinstance(payload.get("transaction"),
+                                                                                 dict) else None
+    return int(order) if isinstance(order, int) or (isinstance(order, str) and order.isdigit()) else None
+
+
 def _source_name(source: dict[str, Any]) -> str | None:
     schema_or_db = source.get("schema") or source.get("db")
     return f"{schema_or_db}.{source['table']}" if schema_or_db and source.get("table") else None
@@ -235,9 +248,14 @@ def _image(row: Any, fields: dict[str, dict[str, Any]] | None, table: Table,
         field = (fields or {}).get(name)
         column = table.column(name)
         decoded[name] = decode(value, field, column, connector)
-        if column is None:
-            types[name] = infer_type(value, field)
+        if column is None or (field is not None and _family(infer_type(value, field)) != _family(column.type)):
+            types[name] = infer_type(value, field)  # a new column, or the event's schema disagrees (and wins)
     return decoded, types
+
+
+def _family(spark_type: str) -> str:
+    """Types that hold the same values: decimal(p,s) of any p and s, the integers."""
+    return "decimal" if spark_type.startswith("decimal") else {"int": "bigint"}.get(spark_type, spark_type)
 
 
 def primary_key(table: Table, *images: dict[str, Any] | None) -> str | None:
@@ -277,6 +295,8 @@ def parse(value: str | bytes | None, settings: Settings, key: str | bytes | None
         return Change("invalid", f"malformed_envelope: a {type(payload).__name__}, not an object")
     if payload.get("status") in ("BEGIN", "END") and "id" in payload:
         return Change("transaction", tx_id=str(payload["id"]))
+    if set(payload) == {"ts_ms"} or str((schema or {}).get("name", "")).endswith(".Heartbeat"):
+        return Change("heartbeat")  # the connector's liveness signal (heartbeat.interval.ms), no row
     if "ddl" in payload or "tableChanges" in payload:
         return Change("schema_change")
     op = payload.get("op")
@@ -298,7 +318,7 @@ def _change(payload: dict[str, Any], schema: dict[str, Any] | None, source: dict
     connector = source.get("connector")
     ts_us = commit_time_us(source, payload)
     common = {"source": source_name, "op": op, "pos": position(source), "source_ts_us": ts_us,
-              "tx_id": _tx_id(source),
+              "tx_id": _tx_id(source), "tx_order": _tx_order(payload),
               "snapshot": snapshot_flag(source.get("snapshot")), "connector": connector}
     if table is None:
         return Change("invalid", f"no_primary_key_configured:{source_name}", **common)

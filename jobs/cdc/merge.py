@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from jobs.cdc import STAGE, changelog, scd2, state
 from jobs.cdc.settings import Settings, Table
+from jobs.common import config
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
 from jobs.common.runner import Outcome, new_run_id
@@ -30,6 +31,8 @@ from jobs.common.spark import LakeFS, read_raw
 
 log = logging.getLogger(__name__)
 JOB = "cdc_merge"
+#: The field of a change's image that names the person it is about (the erasure list is keyed by it).
+SUBJECT_FIELD = "user_id"
 
 
 def history_checks(history: DataFrame) -> DataFrame:
@@ -99,12 +102,17 @@ def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFra
     silver = state.silver_of(spark, lake, table, published)
     watermark = snapshot.watermark if snapshot else silver.watermark
     before_watermark = changes.where(F.col("pos") <= scd2.position(watermark)).count() if watermark else 0
+    disagreements = scd2.schema_disagreements(table, changes)
+    for column, types in disagreements.items():
+        log.warning("%s.%s: the events' schema says %s, cdc.yaml says %s; the events' schema was used", table.name,
+                    column, "/".join(types), table.column(column).type)
     merged = scd2.merge(table, silver, changes, snapshot)
     merged.events.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         staged = {kind: this.table_staging("silver", f"{table.name}_{kind}") for kind in ("history", "current")}
         history = write_table(merged.history, staged["history"])
         current = write_table(merged.current, staged["current"])
+        merged.orphan_deletes.write.parquet(Lake.orphan_deletes(staged["history"]))
         outcomes = scd2.count_outcomes(merged.events)
     finally:
         merged.events.unpersist()
@@ -122,6 +130,7 @@ def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFra
         "watermark": watermark, "applied_snapshots": sorted(set(applied) | set(snapshot_ids)),
         "snapshot_applied": snapshot_ids[-1] if snapshot_ids else None,
         "columns": merged.columns, "new_columns": merged.new_columns, "truncates": list(merged.truncates),
+        "schema_disagreements": disagreements,
         "counts": {"changes": sum(v for k, v in outcomes.items() if not k.endswith(":duplicate")),
                    "events": outcomes, "before_snapshot_watermark": before_watermark,
                    "current_rows": live, "history_rows": history.count()},
@@ -139,11 +148,24 @@ def table_outputs(lake: Lake, table: Table, merged: MergedTable) -> list[Output]
 
 def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: str | None = None,
         run_id: str | None = None) -> dict[str, Any]:
-    """The whole job for one date; returns run.json (status `published` or `rejected`)."""
+    """The whole job for one date; returns run.json (status `published` or `rejected`).
+
+    Every CDC table, the change log and the report are one output group: the merge holds the group's lock
+    from reading the silver state to publishing it, so two merges (or a merge and a snapshot) never
+    interleave, and a merge killed at any point is finished or undone by the next one."""
+    with Run(JOB, lake, day, run_id or new_run_id(), group=STAGE, fs=LakeFS(spark)) as this:
+        return _run(spark, this, cdc, export)
+
+
+def _run(spark: SparkSession, this: Run, cdc: Settings, export: str | None) -> dict[str, Any]:
     from jobs.common.validation import validate
 
-    this = Run(JOB, lake, day, run_id or new_run_id(), LakeFS(spark))
+    lake, day = this.lake, this.day
     parsed, inputs = read_changes(spark, this.fs, lake, cdc, day, export)
+    parsed = changelog.quarantine_uncastable(parsed, cdc)
+    erased = lake.erased_users()
+    parsed = changelog.exclude_erased(parsed, spark.read.parquet(erased) if this.fs.exists(erased) else None,
+                                      config.ip_hash_key(), SUBJECT_FIELD)
     # the day's tombstones and quarantine, written once so the parse is not re-run; deleted at the end
     scratch = {name: this.staging("bronze", f"_cdc_{name}") for name in ("tombstones", "quarantine")}
     staged = {"bronze": this.staging("bronze", state.CHANGES), "quarantine": this.staging("quarantine", state.CHANGES)}
@@ -187,19 +209,19 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, cdc: Settings, export: st
         "tables": {name: merged.manifest for name, merged in tables.items()},
     }
     if gate.success and all(merged.ok for merged in tables.values()):
-        report["status"] = "published"
+        report.update(status="published", seconds=this.elapsed())
+        report_staged = this.file_staging("reports", f"{STAGE}-run.json")
+        this.write_json(report_staged, report)
         this.publish([Output(staged["bronze"], lake.partition("bronze", state.CHANGES, day), report),
                       Output(staged["quarantine"], lake.partition("quarantine", state.CHANGES, day)),
                       *[o for table in cdc.tables if table.name in tables
-                        for o in table_outputs(lake, table, tables[table.name])]])
-    else:
-        staged.update({f"{name}_{kind}": path for name, merged in tables.items()
-                       for kind, path in merged.staged.items()})
-        report.update(status="rejected", rejected_batch=this.reject("bronze", state.CHANGES, staged, report))
-    for path in scratch.values():
-        this.fs.delete(path)
-        this.fs.prune_staging(path)
-    report["seconds"] = this.elapsed()
+                        for o in table_outputs(lake, table, tables[table.name])],
+                      Output(report_staged, lake.report_file(STAGE, day))])
+        return report
+    staged.update({f"{name}_{kind}": path for name, merged in tables.items()
+                   for kind, path in merged.staged.items()})
+    report.update(status="rejected", rejected_batch=this.reject("bronze", state.CHANGES, staged, report),
+                  seconds=this.elapsed())
     this.write_json(lake.report_file(STAGE, day), report)
     return report
 

@@ -23,12 +23,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, MapType, StringType, StructField, StructType, _parse_datatype_string
 
+from jobs.cdc.envelope import UNAVAILABLE
 from jobs.cdc.settings import Table
 
 IMAGE_OPS = ["c", "u", "r"]
 #: Version bookkeeping columns of `_history`; `_current` keeps those that still apply to a live row.
 HISTORY_META = ["_key", "valid_from", "valid_to", "is_current", "opened_by", "closed_by",
-                "_pos_from", "_pos_to", "_tx_id", "_flags"]
+                "_pos_from", "_pos_to", "_tx_id", "_flags", "_tx_order", "_seq"]
 CURRENT_META = ["_key", "valid_from", "opened_by", "_pos_from", "_tx_id", "_flags"]
 #: Where a replayed event comes from; on a tie (same key, position and op) the earlier origin wins,
 #: so an event that is already in history counts as a duplicate, not as a new change.
@@ -49,6 +50,9 @@ class Silver:
     #: Every truncate merged so far ({"pos", "ts_us", "tx_id"}): a late change older than one of them
     #: must still be closed by it, whichever batch it arrives in.
     truncates: tuple[dict, ...] = ()
+    #: Deletes that found no version to close (`_key, pos, source_ts, tx_id`): kept, so that the change they
+    #: delete, arriving later, is closed by them instead of coming back to life.
+    orphan_deletes: DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Merged:
     columns: list[tuple[str, str]]
     new_columns: list[str]
     truncates: tuple[dict, ...]  # the table's truncates after this batch (for the next Silver)
+    orphan_deletes: DataFrame  # the table's deletes without a version to close, after this batch
 
 
 def target_columns(table: Table, silver: Silver, changes: DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
@@ -93,6 +98,18 @@ def target_columns(table: Table, silver: Silver, changes: DataFrame) -> tuple[li
     return columns, new
 
 
+def schema_disagreements(table: Table, changes: DataFrame) -> dict[str, list[str]]:
+    """Configured columns whose events carried a schema with another type (the events' schema was used)."""
+    configured = {c.name for c in table.columns}
+    seen = (changes.where(F.col("column_types").isNotNull())
+            .select(F.explode(F.from_json("column_types", MapType(StringType(), StringType()))))
+            .where(F.col("key").isin(sorted(configured))).distinct().collect())
+    found: dict[str, list[str]] = {}
+    for row in seen:
+        found.setdefault(row["key"], []).append(row["value"])
+    return {name: sorted(types) for name, types in sorted(found.items())}
+
+
 def row_type(columns: list[tuple[str, str]]) -> DataType:
     return StructType([StructField(n, _parse_datatype_string(t)) for n, t in columns])
 
@@ -107,24 +124,52 @@ def typed_row(json_image: Column, columns: list[tuple[str, str]]) -> Column:
     return F.when(json_image.isNotNull(), F.struct(*[strings[n].try_cast(t).alias(n) for n, t in columns]))
 
 
-def _event(key: Column, op: Column, pos: Column, ts: Column, tx: Column, row: Column, origin: str) -> list[Column]:
-    """The columns of a replayable event; snapshot reads rank before changes at the same position."""
+def _event(key: Column, op: Column, pos: Column, ts: Column, tx: Column, row: Column, origin: str,
+           tx_order: Column | None = None, seq: Column | None = None,
+           unavailable: Column | None = None) -> list[Column]:
+    """The columns of a replayable event; snapshot reads rank before changes at the same position.
+
+    `tx_order` (Debezium's `transaction.total_order`) and `seq` (arrival order) order events that share a
+    position; `unavailable` names the columns the connector sent as `__debezium_unavailable_value`."""
     return [key.alias("_key"), op.alias("op"), pos.alias("pos"), ts.alias("source_ts"),
             tx.cast("string").alias("tx_id"), row.alias("row"), F.lit(ORIGINS[origin]).alias("_origin"),
-            F.lit(0 if origin == "snapshot" else 1).alias("_rank")]
+            F.lit(0 if origin == "snapshot" else 1).alias("_rank"),
+            (tx_order if tx_order is not None else F.lit(None)).cast("bigint").alias("tx_order"),
+            (seq if seq is not None else F.lit(None)).cast("bigint").alias("_seq"),
+            (unavailable if unavailable is not None else F.array().cast("array<string>")).alias("_unavailable")]
+
+
+def _unavailable_columns(json_image: Column) -> Column:
+    """Names of the columns whose value is the TOAST placeholder (none for a null image)."""
+    values = F.from_json(json_image, MapType(StringType(), StringType()))
+    return F.coalesce(F.filter(F.map_keys(values), lambda name: values[name] == F.lit(UNAVAILABLE)),
+                      F.array().cast("array<string>"))
 
 
 def _change_events(changes: DataFrame, columns: list[tuple[str, str]], origin: str = "batch") -> DataFrame:
     return changes.select(*_event(F.col("key"), F.col("op"), F.col("pos"), F.col("source_ts"), F.col("tx_id"),
-                                  typed_row(F.col("after"), columns), origin))
+                                  typed_row(F.col("after"), columns), origin, F.col("tx_order"),
+                                  F.col("kafka_offset"), _unavailable_columns(F.col("after"))))
+
+
+ORPHAN_COLUMNS = ["_key", "pos", "source_ts", "tx_id"]
+
+
+def _orphan_events(orphans: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
+    """Kept deletes, replayed with the history's origin (they are not tonight's changes)."""
+    return orphans.select(*_event(F.col("_key"), F.lit("d"), F.col("pos"), F.col("source_ts"), F.col("tx_id"),
+                                  _null_row(columns), "history"))
 
 
 def _history_events(history: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
     """The events that built these versions: each version's opening image and a closing delete/truncate."""
     row = F.struct(*[F.col(n).cast(t).alias(n) if n in history.columns else F.lit(None).cast(t).alias(n)
                      for n, t in columns])
+    def meta(name: str) -> Column:  # tables written before a meta column existed read it as null
+        return F.col(name) if name in history.columns else F.lit(None)
+
     images = history.select(*_event(F.col("_key"), F.col("opened_by"), F.col("_pos_from"), F.col("valid_from"),
-                                    F.col("_tx_id"), row, "history"))
+                                    F.col("_tx_id"), row, "history", meta("_tx_order"), meta("_seq")))
     closings = history.where(F.col("closed_by").isin("d", "t")).select(*_event(
         F.col("_key"), F.col("closed_by"), F.col("_pos_to"), F.col("valid_to"), F.lit(None), _null_row(columns),
         "history"))
@@ -165,13 +210,35 @@ def position(pos: list[int]) -> Column:
     return F.array(*[F.lit(p).cast("bigint") for p in pos])
 
 
-def sequence(events: DataFrame) -> DataFrame:
+def resolve_unavailable(events: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
+    """A column sent as the TOAST placeholder keeps the value it had in the key's previous event (in source
+    order); a null is a value too, so the last value is carried in a one-field struct."""
+    order = (Window.partitionBy("_key").orderBy(*source_order())
+             .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    resolved = [F.last(F.when(~F.array_contains("_unavailable", name), F.struct(F.col(f"row.{name}").alias("v"))),
+                       ignorenulls=True).over(order)["v"].alias(name) for name, _ in columns]
+    return events.withColumn("row", F.when(F.col("row").isNotNull(), F.struct(*resolved)))
+
+
+def source_order() -> list[Column | str]:
+    """Source order of a key's events: position, then the transaction's own order, snapshot reads first, the
+    op, then arrival (events that share a position and carry no transaction order keep the order they came)."""
+    return ["pos", F.col("tx_order").asc_nulls_first(), "_rank", "op", F.col("_seq").asc_nulls_first()]
+
+
+def sequence(events: DataFrame, columns: list[tuple[str, str]] | None = None) -> DataFrame:
     """Replay each key's events in source order: drop exact repeats and unchanged snapshot re-reads,
-    then link every event to the next one and flag what does not fit (`_outcome`)."""
-    order = Window.partitionBy("_key").orderBy("pos", "_rank", "op")
-    repeats = Window.partitionBy("_key", "pos", "op").orderBy("_origin")
+    then link every event to the next one and flag what does not fit (`_outcome`).
+
+    A repeat is the same key, position, op, transaction order and image (a re-delivery): an event at an
+    already-seen position with another image is a change of its own, never a duplicate."""
+    order = Window.partitionBy("_key").orderBy(*source_order())
+    repeats = Window.partitionBy("_key", "pos", "op", F.coalesce("tx_order", F.lit(-1)),
+                                 F.xxhash64("row")).orderBy("_origin", F.col("_seq").asc_nulls_first())
     numbered = events.withColumn("_copy", F.row_number().over(repeats))
     unique = numbered.where(F.col("_copy") == 1)
+    if columns is not None:
+        unique = resolve_unavailable(unique, columns)
     prev_op, prev_row = F.lag("op").over(order), F.lag("row").over(order)
     unchanged_reread = (F.col("op") == "r") & prev_op.isin(IMAGE_OPS) & prev_row.eqNullSafe(F.col("row"))
     kept = unique.withColumn("_unchanged", F.coalesce(unchanged_reread, F.lit(False)))
@@ -202,7 +269,8 @@ def versions(sequenced: DataFrame, columns: list[tuple[str, str]]) -> DataFrame:
         "_key", F.col("source_ts").alias("valid_from"), F.col("_next_ts").alias("valid_to"),
         F.col("_next_op").isNull().alias("is_current"), F.col("op").alias("opened_by"),
         F.col("_next_op").alias("closed_by"), F.col("pos").alias("_pos_from"), F.col("_next_pos").alias("_pos_to"),
-        F.col("tx_id").alias("_tx_id"), flags.alias("_flags"))
+        F.col("tx_id").alias("_tx_id"), flags.alias("_flags"), F.col("tx_order").alias("_tx_order"),
+        F.col("_seq"))
 
 
 def current_of(history: DataFrame) -> DataFrame:
@@ -221,9 +289,16 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
     batch_truncates = truncates_of(changes)
     new_events = _change_events(keyed, columns)
     if batch_truncates:
+        # every key with a version open at a truncate's position, also one a later change closed since (a late
+        # truncate still closes it first)
         live = keyed.select(F.col("key").alias("_key"))
-        if silver.current is not None:
-            live = live.unionByName(silver.current.select("_key"))
+        if silver.history is not None:
+            open_at = [(F.col("_pos_from") < position(t["pos"]))
+                       & (F.col("_pos_to").isNull() | (F.col("_pos_to") > position(t["pos"]))) for t in batch_truncates]
+            condition = open_at[0]
+            for more in open_at[1:]:
+                condition = condition | more
+            live = live.unionByName(silver.history.where(condition).select("_key"))
         new_events = new_events.unionByName(_truncate_events(batch_truncates, live.distinct(), columns, "batch"))
     if snapshot is not None:
         new_events = new_events.unionByName(_snapshot_events(snapshot, columns, silver.current))
@@ -232,13 +307,23 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
     if earlier:  # replayed with the history's origin: they close late keys but are not this batch's changes
         new_events = new_events.unionByName(_truncate_events(earlier, touched, columns, "history"))
 
-    if silver.history is None:
-        events, untouched_history = new_events, None
-    else:
+    events, untouched_history, untouched_orphans = new_events, None, None
+    if silver.history is not None:
         old = silver.history
-        events = new_events.unionByName(_history_events(old.join(touched, "_key", "left_semi"), columns))
+        events = events.unionByName(_history_events(old.join(touched, "_key", "left_semi"), columns))
         untouched_history = old.join(touched, "_key", "left_anti")
-    sequenced = sequence(events)
+    if silver.orphan_deletes is not None:
+        kept = silver.orphan_deletes
+        if watermark:  # a snapshot is the table as of its watermark: deletes before it are settled
+            kept = kept.where(F.col("pos") > position(watermark))
+        events = events.unionByName(_orphan_events(kept.join(touched, "_key", "left_semi"), columns))
+        untouched_orphans = kept.join(touched, "_key", "left_anti")
+    needs_resolving = changes.where(F.col("after").contains(UNAVAILABLE)).limit(1).count() > 0
+    sequenced = sequence(events, columns if needs_resolving else None)
+    orphans = sequenced.where((F.col("op") == "d") & (F.col("_outcome") == "delete_for_missing_key")).select(
+        *ORPHAN_COLUMNS)
+    if untouched_orphans is not None:
+        orphans = untouched_orphans.select(*ORPHAN_COLUMNS).unionByName(orphans)
     fresh = versions(sequenced, columns)
     history = fresh if untouched_history is None else untouched_history.unionByName(
         fresh, allowMissingColumns=True).select(*data, *HISTORY_META)
@@ -247,7 +332,7 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
         current = silver.current.join(touched, "_key", "left_anti").unionByName(
             current, allowMissingColumns=True).select(*data, *CURRENT_META)
     truncates = tuple(sorted(earlier + batch_truncates, key=lambda t: t["pos"]))
-    return Merged(history, current, sequenced, columns, new_columns, truncates)
+    return Merged(history, current, sequenced, columns, new_columns, truncates, orphans)
 
 
 def unmatched_tombstones(tombstones: DataFrame, changes: DataFrame, current: DataFrame) -> DataFrame:

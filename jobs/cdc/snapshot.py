@@ -27,7 +27,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cdc import state
+from jobs.cdc import STAGE, state
 from jobs.cdc.settings import Table
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
@@ -36,6 +36,7 @@ from jobs.common.spark import LakeFS
 
 log = logging.getLogger(__name__)
 JOB = "cdc_snapshot"
+MAX_BINLOG_NAME = 255  # MySQL binlog file names are short; anything longer is not one
 NUMERIC_KEYS = {"bigint", "int"}
 
 
@@ -131,11 +132,12 @@ def parse_watermark(lsn: str | None, binlog: str | None) -> list[int]:
             high, low = lsn.split("/")
             return [(int(high, 16) << 32) + int(low, 16)]
         return [int(lsn)]
-    if binlog:
-        match = re.fullmatch(r".*?(\d+):(\d+)", binlog)
-        if not match:
-            raise ValueError(f"--watermark-binlog must look like mysql-bin.000003:1041, got {binlog!r}")
-        return [int(match.group(1)), int(match.group(2)), 0]
+    if binlog:  # split once from the right and match anchored, short pieces: linear in the input
+        name, _, pos = binlog.rpartition(":")
+        number = re.search(r"(\d{1,10})$", name[-MAX_BINLOG_NAME:])
+        if len(binlog) > MAX_BINLOG_NAME + 21 or not number or not re.fullmatch(r"\d{1,20}", pos):
+            raise ValueError(f"--watermark-binlog must look like mysql-bin.000003:1041, got {binlog[:80]!r}")
+        return [int(number.group(1)), int(pos), 0]
     raise ValueError("a dump needs its watermark: --watermark-lsn or --watermark-binlog (the source position "
                      "when the export started), so the merge knows which changes come after it")
 
@@ -160,8 +162,10 @@ def write_snapshot(this: Run, table: Table, rows: DataFrame, bad: DataFrame, wat
 
 
 def _run(spark: SparkSession, lake: Lake, taken_at: str, run_id: str | None) -> Run:
-    """A snapshot's run is dated by the moment it was taken."""
-    return Run(JOB, lake, dt.date.fromisoformat(taken_at[:10]), run_id or new_run_id(), LakeFS(spark))
+    """A snapshot's run is dated by the moment it was taken; it writes in the CDC group (a merge never reads
+    a snapshot half published)."""
+    return Run(JOB, lake, dt.date.fromisoformat(taken_at[:10]), run_id or new_run_id(), group=STAGE,
+               fs=LakeFS(spark))
 
 
 def snapshot_jdbc(spark: SparkSession, lake: Lake, table: Table, jdbc: Jdbc,
@@ -169,13 +173,13 @@ def snapshot_jdbc(spark: SparkSession, lake: Lake, table: Table, jdbc: Jdbc,
     watermark, taken_at = jdbc_watermark(spark, jdbc)
     rows, partitions = read_jdbc(spark, jdbc, table)
     good, bad = typed(rows, table)
-    return write_snapshot(_run(spark, lake, taken_at, run_id), table, good, bad, watermark, taken_at,
-                          f"jdbc:{table.source}", partitions)
+    with _run(spark, lake, taken_at, run_id) as this:
+        return write_snapshot(this, table, good, bad, watermark, taken_at, f"jdbc:{table.source}", partitions)
 
 
 def snapshot_dump(spark: SparkSession, lake: Lake, table: Table, path: str, fmt: str, watermark: list[int],
                   taken_at: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     taken_at = taken_at or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     good, bad = typed(read_dump(spark, path, fmt), table)
-    return write_snapshot(_run(spark, lake, taken_at, run_id), table, good, bad, watermark, taken_at,
-                          f"dump:{path}", 1)
+    with _run(spark, lake, taken_at, run_id) as this:
+        return write_snapshot(this, table, good, bad, watermark, taken_at, f"dump:{path}", 1)

@@ -26,9 +26,11 @@ def silver_of(spark: SparkSession, lake: Lake, table: Table, manifest: dict[str,
     """The table's silver state as the merge starts from it (empty before the first merge)."""
     if not manifest:
         return Silver(None, None)
-    return Silver(spark.read.parquet(lake.silver(table.name, "history")),
-                  spark.read.parquet(lake.silver(table.name, "current")),
-                  manifest.get("watermark"), tuple(manifest.get("truncates", [])))
+    history = lake.silver(table.name, "history")
+    orphans = Lake.orphan_deletes(history)
+    return Silver(spark.read.parquet(history), spark.read.parquet(lake.silver(table.name, "current")),
+                  manifest.get("watermark"), tuple(manifest.get("truncates", [])),
+                  spark.read.parquet(orphans) if LakeFS(spark).exists(orphans) else None)
 
 
 def _pending(lake_fs: LakeFS, lake: Lake, table: Table, applied: list[str]) -> list[tuple[dict, str, str]]:
@@ -63,6 +65,7 @@ def snapshot_changes(rows: DataFrame, table: Table, watermark: list[int], taken_
         F.to_json(F.array(*table.primary_key)).alias("key"),
         F.array(*[F.lit(p).cast("bigint") for p in watermark]).alias("pos"),
         F.to_timestamp(F.lit(taken_at)).alias("source_ts"), F.lit(None).cast("string").alias("tx_id"),
+        F.lit(None).cast("bigint").alias("tx_order"),
         F.lit("true").alias("snapshot"), F.lit(source).alias("connector"), F.lit(None).cast("string").alias("before"),
         image.alias("after"), F.lit(None).cast("string").alias("column_types"),
         F.lit(None).cast("string").alias("kafka_topic"), F.lit(None).cast("int").alias("kafka_partition"),

@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import re
 from typing import Any
 
 from pyspark import StorageLevel
@@ -28,6 +27,7 @@ from jobs.clickstream.transforms import (
     Rules,
     classify,
     count_outcomes,
+    mark_erased,
     parse_events,
     resolve_duplicates,
     row_count_bounds,
@@ -36,6 +36,7 @@ from jobs.clickstream.transforms import (
 )
 from jobs.common import config, settings
 from jobs.common.errors import MissingInput
+from jobs.common.keyed_hash import redaction_pattern
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
 from jobs.common.runner import Outcome, new_run_id
@@ -68,13 +69,30 @@ def previous_counts(lake_fs: LakeFS, lake: Lake, day: dt.date, days: int) -> lis
     return counts
 
 
+def lateness_window(day: dt.date, late_days: int) -> list[dt.date]:
+    """The days before `day` whose raw inputs may still grow when `day` is built: an event for them can
+    reach Kafka up to `late_days` after its day, so their partitions are rebuilt when their inputs changed."""
+    return [day - dt.timedelta(days=n) for n in range(late_days, 0, -1)]
+
+
 def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh: bool = False,
-        run_id: str | None = None) -> dict[str, Any]:
-    """The whole job for one date; returns the manifest (status `published`, `up_to_date` or `rejected`)."""
+        run_id: str | None = None, optional: bool = False) -> dict[str, Any] | None:
+    """The whole job for one date; returns the manifest (status `published`, `up_to_date` or `rejected`).
+
+    The day's partition and its quarantine are one output group: a second run of the same date waits.
+    `optional`: a revisited day with no raw files at all has nothing to rebuild (None), not an error."""
+    with Run(JOB, lake, day, run_id or new_run_id(), group=f"{TABLE}/dt={day}", fs=LakeFS(spark)) as this:
+        return _run(spark, this, topic, full_refresh, optional)
+
+
+def _run(spark: SparkSession, this: Run, topic: str, full_refresh: bool, optional: bool) -> dict[str, Any] | None:
     rules = Rules.from_settings()
-    this = Run(JOB, lake, day, run_id or new_run_id(), LakeFS(spark))
+    lake, day = this.lake, this.day
     final = lake.partition("bronze", TABLE, day)
     dirs = raw_files(this.fs, lake, topic, day, rules.late_days)
+    if not dirs and optional:
+        log.info("bronze %s dt=%s: no raw files, nothing to revisit", TABLE, day)
+        return None
     if not dirs:
         raise MissingInput(f"no raw files for {topic} around {day} under {lake.raw_topic(topic)}")
     fingerprint = input_fingerprint(this.fs, dirs)
@@ -85,10 +103,12 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, topic: str, full_refresh:
         return {**published, "status": "up_to_date"}
 
     ip_key = config.ip_hash_key()
-    spark.conf.set("spark.sql.redaction.string.regex", re.escape(ip_key))  # keep the key out of plans/UI
+    spark.conf.set("spark.sql.redaction.string.regex", redaction_pattern(ip_key))  # no key in plans or the UI
     event_schema = load_schema("clickstream_event")
     classified = classify(parse_events(read_raw(spark, dirs), event_schema), rules, event_schema)
-    day_rows = resolve_duplicates(classified.where(F.col("attributed_dt") == F.lit(day)))
+    erased = lake.erased_users()
+    day_rows = mark_erased(resolve_duplicates(classified.where(F.col("attributed_dt") == F.lit(day))),
+                           spark.read.parquet(erased) if this.fs.exists(erased) else None, ip_key)
     day_rows = day_rows.persist(StorageLevel.MEMORY_AND_DISK)
     staged = {"bronze": this.staging("bronze", TABLE), "quarantine": this.staging("quarantine", TABLE)}
     try:

@@ -17,8 +17,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType, StructField, StructType
 
 from jobs.common import settings
+from jobs.common.keyed_hash import hmac_sha256
 
 CORRUPT = "_corrupt"
+QUARANTINE_TEXT_CHARS = 4096
 BRONZE_COLUMNS = [
     "event_id", "event_type", "event_ts", "user_id", "session_id", "item_id", "query", "revenue",
     "currency", "user_agent", "referrer", "ip_prefix", "ip_hash", "experiments",
@@ -38,11 +40,13 @@ class Rules:
     required_fields: list[str]
     late_days: int
     max_clock_skew_minutes: int
+    max_field_chars: int = 2048
 
     @classmethod
     def from_settings(cls) -> Rules:
         c = settings.pipeline().clickstream
-        return cls(list(c.event_types), list(c.required_fields), c.late_days, c.max_clock_skew_minutes)
+        return cls(list(c.event_types), list(c.required_fields), c.late_days, c.max_clock_skew_minutes,
+                   c.max_field_chars)
 
 
 def parse_events(raw: DataFrame, event_schema: StructType) -> DataFrame:
@@ -77,6 +81,8 @@ def classify(parsed: DataFrame, rules: Rules, event_schema: StructType) -> DataF
     wrong_types = _fields_where(
         event_schema.fieldNames(), lambda n: as_map[n].isNotNull() & F.col(f"e.{n}").isNull())
     missing = _fields_where(rules.required_fields, lambda n: F.col(f"e.{n}").isNull())
+    texts = [f.name for f in event_schema.fields if isinstance(f.dataType, StringType)]
+    too_long = _fields_where(texts, lambda n: F.length(F.col(f"e.{n}")) > rules.max_field_chars)
     skew = F.expr(f"INTERVAL {rules.max_clock_skew_minutes} MINUTES")
     event_date = F.to_date("e.event_ts")
     reason = (
@@ -86,12 +92,14 @@ def classify(parsed: DataFrame, rules: Rules, event_schema: StructType) -> DataF
         .when(F.col(f"e.{CORRUPT}").isNotNull() & as_map.isNull(), "invalid_json")
         .when(F.col(f"e.{CORRUPT}").isNotNull(), F.concat(F.lit("wrong_type:"), wrong_types))
         .when(missing != "", F.concat(F.lit("missing_field:"), missing))
+        .when(too_long != "", F.concat(F.lit("field_too_long:"), too_long))
         .when(~F.col("e.event_type").isin(rules.event_types), "invalid_event_type")
         .when(F.col("e.revenue") < 0, "negative_revenue")
         .when(F.col("e.event_ts") > F.col("kafka_ts") + skew, "future_timestamp")
         .when(event_date < F.date_sub("landing_date", rules.late_days), "late_beyond_window")
     )
     return (parsed.withColumn("reason", reason)
+            .withColumn("_erased", F.lit(False))  # set by `mark_erased`
             .withColumn("attributed_dt",
                         F.when(F.col("reason").isNull(), event_date).otherwise(F.col("landing_date")))
             # the raw text is only kept for quarantine: good rows shuffle without it
@@ -121,21 +129,36 @@ def resolve_duplicates(day_rows: DataFrame) -> DataFrame:
             .drop("_dedupe_key", "_rank"))
 
 
+def mark_erased(day_rows: DataFrame, erased: DataFrame | None, key: str) -> DataFrame:
+    """Flag the records of users who were erased (`erased`: their HMAC tokens): they are kept nowhere, not in
+    bronze and not in quarantine, however often their days are rebuilt from raw/."""
+    if erased is None:
+        return day_rows
+    tokens = F.broadcast(erased.select(F.col("token").alias("_token")).distinct())
+    # a record too broken to parse still names its user in its text
+    user = F.coalesce(F.col("e.user_id"),
+                      F.nullif(F.regexp_extract("raw_value", r'"user_id"\s*:\s*"((?:[^"\\]|\\.)*)"', 1), F.lit("")))
+    return (day_rows.join(tokens, hmac_sha256(user, key) == F.col("_token"), "left")
+            .withColumn("_erased", F.col("_token").isNotNull()).drop("_token"))
+
+
 def outcome() -> Column:
-    """What happens to each record: collapsed re-read, quarantined, excluded, or kept."""
+    """What happens to each record: collapsed re-read, excluded (erased user), quarantined, excluded, or kept."""
     return (F.when(F.col("reread"), "reread_collapsed")
+            .when(F.col("_erased"), "excluded_erased")
             .when(F.col("reason").isNotNull(), F.concat(F.lit("quarantined:"), "reason"))
             .when(~F.coalesce(F.col("e.consent"), F.lit(False)), "excluded_no_consent")
             .otherwise("bronze"))
 
 
 def minimise_ip(ip: Column, key: str) -> tuple[Column, Column]:
-    """IP -> (network prefix, keyed SHA-256): /24 for IPv4, /48 for IPv6; the raw IP never leaves."""
-    v4 = F.regexp_extract(ip, r"^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", 1)
-    v6 = F.regexp_extract(ip, r"^([0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4})(:|$)", 1)
-    prefix = (F.when(v4 != "", F.concat(v4, F.lit(".0/24")))
-              .when(v6 != "", F.concat(F.lower(v6), F.lit("::/48"))))
-    hashed = F.when(ip.isNotNull(), F.sha2(F.concat(F.lit(key), ip), 256))
+    """IP -> (network, HMAC-SHA256): a /16 for IPv4 and a /32 for IPv6, so that even with the key a hash is
+    not undone by trying the 256 hosts of a /24; the raw IP never leaves."""
+    v4 = F.regexp_extract(ip, r"^(\d{1,3}\.\d{1,3})\.\d{1,3}\.\d{1,3}$", 1)
+    v6 = F.regexp_extract(ip, r"^([0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4})(:|$)", 1)
+    prefix = (F.when(v4 != "", F.concat(v4, F.lit(".0.0/16")))
+              .when(v6 != "", F.concat(F.lower(v6), F.lit("::/32"))))
+    hashed = F.when(ip.isNotNull(), hmac_sha256(ip, key))
     return prefix, hashed
 
 
@@ -149,9 +172,22 @@ def to_bronze(day_rows: DataFrame, ip_key: str) -> DataFrame:
     )
 
 
+def redacted(raw: Column) -> Column:
+    """A quarantined record's text as it may be kept: the IP and the user agent blanked (in valid and in broken
+    JSON alike), cut to `QUARANTINE_TEXT_CHARS`. The exact bytes stay in raw/, restricted and retention-limited."""
+    blanked = F.regexp_replace(raw, r'("(?:ip|user_agent)"\s*:\s*)"(?:[^"\\]|\\.)*"', '$1"<redacted>"')
+    return F.when(F.length(blanked) > QUARANTINE_TEXT_CHARS,
+                  F.concat(F.substring(blanked, 1, QUARANTINE_TEXT_CHARS), F.lit("…<cut>"))).otherwise(blanked)
+
+
 def to_quarantine(day_rows: DataFrame) -> DataFrame:
-    bad = day_rows.where(~F.col("reread") & F.col("reason").isNotNull())
-    return bad.select(F.col("reason"), F.col("e.event_id").alias("event_id"), *QUARANTINE_COLUMNS[2:])
+    """Bad records with their reason and Kafka coordinates (to find them in raw/); the text only redacted,
+    and none at all for an event that says it has no consent, nor for bytes that are not UTF-8."""
+    bad = day_rows.where(~F.col("reread") & ~F.col("_erased") & F.col("reason").isNotNull())
+    no_consent = F.coalesce(F.col("e.consent") == F.lit(False), F.lit(False))
+    return bad.select(F.col("reason"), F.col("e.event_id").alias("event_id"), *QUARANTINE_COLUMNS[2:-2],
+                      F.when(~no_consent, redacted(F.col("raw_value"))).alias("raw_value"),
+                      F.lit(None).cast("string").alias("raw_value_b64"))
 
 
 def count_outcomes(day_rows: DataFrame) -> dict[str, int]:

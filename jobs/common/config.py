@@ -13,12 +13,57 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.common.errors import PipelineError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INCLUDE_DIR = REPO_ROOT / "include"
 JOBS_DIR = REPO_ROOT / "jobs"
 
-#: A key that makes IP hashes reproducible in the embedded demo. Production sets its own.
+#: A key that makes IP hashes reproducible in the embedded demo; refused outside it.
 DEMO_IP_HASH_KEY = "embedded-demo-key-not-secret"
+#: Values that are placeholders, not secrets (the ones .env.example and tutorials ship).
+PLACEHOLDERS = {"", "change-me", "change-me-too", "change-me-long-random", "changeme", "secret", "password",
+                "airflow", "admin", "minioadmin", "test", DEMO_IP_HASH_KEY}
+MIN_SECRET_CHARS = 32
+GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class MissingSecret(PipelineError, ValueError):
+    """A secret is unset or a placeholder outside the demo mode; the message says how to make one."""
+
+
+def demo_mode() -> bool:
+    """`PIPELINE_MODE=demo` (scripts/env.sh sets it for the embedded mode): demo defaults are allowed.
+    Anything else is a deployment: every secret must be set, and real."""
+    return os.environ.get("PIPELINE_MODE", "production") == "demo"
+
+
+def secret(name: str, demo_default: str | None = None) -> str:
+    """The secret in `$name`; outside the demo mode an unset, short or placeholder value is refused."""
+    value = os.environ.get(name) or ""
+    if demo_mode():
+        return value or demo_default or ""
+    if value in PLACEHOLDERS or len(value) < MIN_SECRET_CHARS:
+        why = "is not set" if not value else ("is a placeholder" if value in PLACEHOLDERS else
+                                              f"is shorter than {MIN_SECRET_CHARS} characters")
+        raise MissingSecret(f"{name} {why} (required outside PIPELINE_MODE=demo); generate one with {GENERATE}")
+    return value
+
+
+#: The secrets a deployment (docker-compose) must set; `python -m jobs.common.secrets` checks them at start.
+DEPLOYMENT_SECRETS = ("PIPELINE_IP_HASH_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY",
+                      "AWS_SECRET_ACCESS_KEY")
+
+
+def secret_problems() -> list[str]:
+    """Every deployment secret that is missing or a placeholder (empty in the demo mode)."""
+    problems = []
+    for name in DEPLOYMENT_SECRETS:
+        try:
+            secret(name)
+        except MissingSecret as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def lake_root() -> str:
@@ -42,8 +87,8 @@ def include_path(*parts: str) -> Path:
 
 
 def ip_hash_key() -> str:
-    """Secret for keyed IP hashing; never committed, the demo key is used only when unset."""
-    return os.environ.get("PIPELINE_IP_HASH_KEY") or DEMO_IP_HASH_KEY
+    """The secret of the IP HMAC: required outside the demo mode (the demo key only in it)."""
+    return secret("PIPELINE_IP_HASH_KEY", DEMO_IP_HASH_KEY)
 
 
 def clickstream_source() -> str:

@@ -82,6 +82,10 @@ class Lake:
     def staging(self, zone: str, table: str, day: dt.date, run_id: str) -> str:
         return f"{self.table(zone, table)}/_staging/dt={day.isoformat()}/run_id={run_id}"
 
+    def file_staging(self, zone: str, name: str, run_id: str) -> str:
+        """Where a single file (a report, a pointer) is written before it replaces the published one."""
+        return f"{self.root}/{zone}/_staging/_files/run_id={run_id}/{name}"
+
     def table_staging(self, zone: str, table: str, run_id: str) -> str:
         """Where a whole table is written before it replaces the published one (outside its directory)."""
         return f"{self.root}/{zone}/_staging/{table}/run_id={run_id}"
@@ -102,6 +106,11 @@ class Lake:
     def silver(self, table: str, kind: str) -> str:
         return self.table("silver", f"{table}_{kind}")
 
+    @staticmethod
+    def orphan_deletes(history_dir: str) -> str:
+        """CDC deletes that found no version to close, kept inside the history table (hidden from its readers)."""
+        return f"{history_dir}/_orphan_deletes"
+
     # bronze/cdc_snapshots/<table>/snapshot_id=<id>: full table snapshots a merge starts from
     def snapshots(self, table: str) -> str:
         return self.table("bronze", f"cdc_snapshots/{table}")
@@ -111,6 +120,10 @@ class Lake:
 
     def snapshot_quarantine(self, table: str, snapshot_id: str) -> str:
         return f"{self.table('quarantine', 'cdc_snapshots')}/{table}/snapshot_id={snapshot_id}"
+
+    # gold/privacy/erased_users: HMAC tokens of the users erased on request; bronze leaves them out
+    def erased_users(self) -> str:
+        return self.table("gold", "privacy/erased_users")
 
     # gold/als/id_map/{users,items}: the stable integer ids ALS factors are indexed by
     def id_map(self, kind: str) -> str:

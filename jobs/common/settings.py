@@ -99,6 +99,7 @@ class ClickstreamSettings:
     required_fields: tuple[str, ...]
     event_types: tuple[str, ...]
     row_count: RowCountGate
+    max_field_chars: int
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,27 @@ class AirflowSettings:
 
 
 @dataclass(frozen=True)
+class CommitSettings:
+    lock_wait_seconds: float
+    lease_seconds: float
+    heartbeat_seconds: float
+    trash_retention_hours: float
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    connect_timeout_seconds: float
+    read_timeout_seconds: float
+    attempts: int
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     clickstream: ClickstreamSettings
     kafka_drain: KafkaDrainSettings
     airflow: AirflowSettings
+    commit: CommitSettings
+    publish: PublishSettings
     #: spark-submit --conf for every job, as strings
     spark_conf: dict[str, str]
 
@@ -133,6 +151,7 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
     click = check.section(raw, "clickstream")
     rows = check.section(click, "row_count", "clickstream.") if click else {}
     drain, airflow = check.section(raw, "kafka_drain"), check.section(raw, "airflow")
+    commit, publish = check.section(raw, "commit"), check.section(raw, "publish")
     spark_conf = check.section(raw, "spark_conf")
     row_count = RowCountGate(check.integer(rows, "history_days", "clickstream.row_count"),
                              check.number(rows, "min_ratio", "clickstream.row_count"),
@@ -143,7 +162,7 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
         check.text(click, "topic", "clickstream"), check.integer(click, "late_days", "clickstream"),
         check.integer(click, "max_clock_skew_minutes", "clickstream"),
         check.texts(click, "required_fields", "clickstream"), check.texts(click, "event_types", "clickstream"),
-        row_count)
+        row_count, check.integer(click, "max_field_chars", "clickstream", minimum=1))
     kafka_drain = KafkaDrainSettings(
         check.text(drain, "consumer_group", "kafka_drain"),
         check.integer(drain, "max_records_per_file", "kafka_drain", minimum=1),
@@ -154,11 +173,22 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
         check.number(airflow, "retry_delay_minutes", "airflow"),
         check.number(airflow, "cdc_wait_poke_minutes", "airflow", exclusive=True),
         check.number(airflow, "cdc_wait_timeout_hours", "airflow", exclusive=True))
+    commit_settings = CommitSettings(
+        check.number(commit, "lock_wait_seconds", "commit"), check.number(commit, "lease_seconds", "commit",
+                                                                         exclusive=True),
+        check.number(commit, "heartbeat_seconds", "commit", exclusive=True),
+        check.number(commit, "trash_retention_hours", "commit"))
+    check.check(commit_settings.heartbeat_seconds < commit_settings.lease_seconds or not commit,
+                "commit.heartbeat_seconds must be below lease_seconds (else a live lease expires)")
+    publish_settings = PublishSettings(
+        check.number(publish, "connect_timeout_seconds", "publish", exclusive=True),
+        check.number(publish, "read_timeout_seconds", "publish", exclusive=True),
+        check.integer(publish, "attempts", "publish", minimum=1))
     for key, value in spark_conf.items():
         check.check(isinstance(value, (str, int, float, bool)), f"spark_conf.{key} must be a scalar, got {value!r}")
     check.done(path)
     conf = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in spark_conf.items()}
-    return PipelineSettings(clickstream, kafka_drain, airflow_settings, conf)
+    return PipelineSettings(clickstream, kafka_drain, airflow_settings, commit_settings, publish_settings, conf)
 
 
 @functools.cache

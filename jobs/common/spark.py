@@ -84,14 +84,6 @@ class LakeFS:
         fs, path = self._path(uri)
         fs.delete(path, True)
 
-    def prune_staging(self, staging: str) -> None:
-        """Remove the now empty `_staging/dt=...` and `_staging` directories above a moved run."""
-        dt_dir = staging.rsplit("/", 1)[0]
-        for uri in (dt_dir, dt_dir.rsplit("/", 1)[0]):
-            fs, path = self._path(uri)
-            if fs.exists(path) and len(fs.listStatus(path)) == 0:
-                fs.delete(path, False)
-
     def list_dirs(self, uri: str) -> list[str]:
         fs, path = self._path(uri)
         if not fs.exists(path):
@@ -118,46 +110,10 @@ class LakeFS:
         finally:
             stream.close()
 
-    def write_text(self, uri: str, text: str) -> None:
-        fs, path = self._path(uri)
-        stream = fs.create(path, True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-
-    def move(self, src: str, dst: str) -> None:
-        fs, src_path = self._path(src)
-        _, dst_path = self._path(dst)
-        fs.mkdirs(dst_path.getParent())
-        if not fs.rename(src_path, dst_path):
-            raise OSError(f"could not move {src} to {dst}")
-
     def copy_from_local(self, local_dir: str, uri: str) -> None:
         fs, path = self._path(uri)
         fs.delete(path, True)
         fs.copyFromLocalFile(False, True, self._jvm.org.apache.hadoop.fs.Path(local_dir), path)
-
-    def publish(self, staging: str, final: str) -> None:
-        """Replace `final` with `staging` by rename: readers see the old or the new data, never half.
-
-        On `file://` and HDFS each rename is atomic; on S3 (s3a) a rename is a copy, so readers
-        should treat the partition's `_manifest.json` (written last) as the commit marker.
-        """
-        fs, final_path = self._path(final)
-        backup = f"{final.rsplit('/', 1)[0]}/_replaced_{final.rsplit('/', 1)[1]}"
-        self.delete(backup)
-        if fs.exists(final_path):
-            self.move(final, backup)
-        try:
-            self.move(staging, final)
-        except OSError:
-            if self.exists(backup):
-                self.move(backup, final)
-            raise
-        self.delete(backup)
-        self.prune_staging(staging)
-        log.info("published %s", final)
 
 
 def read_clickstream(spark: SparkSession, lake: Lake, first: dt.date, last: dt.date) -> tuple[DataFrame, list[str]]:

@@ -1,12 +1,15 @@
-"""Driver-side file access for code that runs without Spark (Kafka drain, demo generator).
+"""Driver-side file access without Spark: the Kafka drain, the demo, and the lake's commit protocol.
 
 pyarrow's filesystems serve `file://` and `s3://` (`s3a://` is mapped to it) from one API.
 Writes are atomic: the bytes go to a hidden temporary name first and are renamed into place,
-so a reader or a crash never sees half a file.
+so a reader or a crash never sees half a file. The commit primitives (`move`, `exchange`,
+`create_exclusive`) are atomic on a local filesystem; what they give on S3 is said where they are.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import uuid
 
@@ -60,3 +63,126 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
         and info.path.endswith(suffix)
         and not info.base_name.startswith(".")
     )
+
+
+def local_path(uri: str) -> str | None:
+    """The filesystem path of a `file://` URI (None for object stores)."""
+    return uri[len("file://"):] if uri.startswith("file://") else None
+
+
+def exists(uri: str) -> bool:
+    filesystem, path = resolve(uri)
+    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    filesystem, path = resolve(uri)
+    return filesystem.get_file_info(path).type == pafs.FileType.Directory
+
+
+def delete(uri: str) -> None:
+    """Delete a file or a directory tree; a missing one is fine."""
+    filesystem, path = resolve(uri)
+    info = filesystem.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        filesystem.delete_dir(path)
+    elif info.type == pafs.FileType.File:
+        filesystem.delete_file(path)
+
+
+def children(uri: str) -> list[str]:
+    """The URIs directly below a directory (a missing one has none), sorted."""
+    filesystem, path = resolve(uri)
+    found = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(f"{uri.rstrip('/')}/{info.base_name}" for info in found)
+
+
+def modified(uri: str) -> float:
+    """Last modification time (epoch seconds)."""
+    filesystem, path = resolve(uri)
+    return filesystem.get_file_info(path).mtime.timestamp()
+
+
+def move(src: str, dst: str) -> None:
+    """Rename `src` (a file or a directory) to `dst`, which must not exist. Atomic on a local filesystem;
+    on an object store a copy then a delete."""
+    local_src, local_dst = local_path(src), local_path(dst)
+    if local_src is not None and local_dst is not None:
+        os.makedirs(os.path.dirname(local_dst), exist_ok=True)
+        if os.path.exists(local_dst):
+            raise FileExistsError(f"cannot move {src}: {dst} exists")
+        os.rename(local_src, local_dst)
+        return
+    filesystem, src_path = resolve(src)
+    _, dst_path = resolve(dst)
+    if filesystem.get_file_info(src_path).type == pafs.FileType.Directory:
+        filesystem.create_dir(dst_path, recursive=True)  # copy_files creates subdirectories, not the base
+        pafs.copy_files(src_path, dst_path, source_filesystem=filesystem, destination_filesystem=filesystem)
+        filesystem.delete_dir(src_path)
+    else:
+        filesystem.move(src_path, dst_path)
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`): a reader of either
+    path sees the old or the new one, never neither. False where the store cannot (object stores)."""
+    local_a, local_b = local_path(a), local_path(b)
+    if local_a is None or local_b is None:
+        return False
+    if _libc().renameat2(_AT_FDCWD, local_a.encode(), _AT_FDCWD, local_b.encode(), _RENAME_EXCHANGE) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"cannot exchange {a} and {b}: {os.strerror(errno)}")
+    return True
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create `uri` with `data` only if it does not exist yet (False if it does): O_EXCL on a local
+    filesystem, a conditional PUT (`If-None-Match: *`) on S3. The primitive a lock or a log is built on."""
+    local = local_path(uri)
+    if local is not None:
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        try:
+            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+    if uri.startswith(("s3://", "s3a://")):
+        import boto3
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = uri.split("://", 1)[1].partition("/")
+        try:
+            boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+    raise NotImplementedError(f"no exclusive create for {uri}: the lake supports file:// and s3:// roots")
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return libc
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy a directory tree (or a file) to `dst`."""
+    filesystem, src_path = resolve(src)
+    _, dst_path = resolve(dst)
+    if filesystem.get_file_info(src_path).type == pafs.FileType.Directory:
+        filesystem.create_dir(dst_path, recursive=True)  # copy_files creates subdirectories, not the base
+        pafs.copy_files(src_path, dst_path, source_filesystem=filesystem, destination_filesystem=filesystem)
+    else:
+        filesystem.copy_file(src_path, dst_path)

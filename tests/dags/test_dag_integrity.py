@@ -47,14 +47,14 @@ print("JSON" + json.dumps(out))
 
 def test_no_import_errors(dagbag):
     assert dagbag["errors"] == {}
-    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion", "cdc_ingestion"}
+    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure"}
 
 
-@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion", "cdc_ingestion"])
+@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure"])
 def test_conventions(dagbag, dag_id):
     dag = dagbag["dags"][dag_id]
     assert dag["doc_md"] and dag["tags"] and dag["catchup"] is False
-    assert dag["timetable"] == "CronTriggerTimetable"
+    assert dag["timetable"] == ("NullTimetable" if dag_id == "privacy_erasure" else "CronTriggerTimetable")
     for task_id, task in dag["tasks"].items():
         assert task["doc"], f"{dag_id}.{task_id} has no doc_md"
         assert task["retries"] >= (0 if task_id == "resolve_run_date" else 1), task_id
@@ -103,7 +103,7 @@ def test_cdc_ingestion_drains_then_snapshots_on_demand_then_merges(dagbag):
     dag = dagbag["dags"]["cdc_ingestion"]
     tasks = dag["tasks"]
     assert dag["order"] == ["resolve_run_date", "drain_cdc", "snapshot_requested", "cdc_snapshot", "cdc_merge",
-                            "summarise_cdc"]
+                            "privacy_erasure", "summarise_cdc"]
     assert dag["params"] == ["run_date", "snapshot_dump", "snapshot_format", "snapshot_tables", "snapshot_taken_at",
                              "snapshot_watermark_binlog", "snapshot_watermark_lsn"]
     assert tasks["snapshot_requested"]["type"] == "_ShortCircuitDecoratedOperator"
@@ -129,3 +129,46 @@ print(sorted(m for m in ("pyspark", "pandas", "great_expectations", "confluent_k
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_trigger_params_are_checked_before_a_run_starts(tmp_path):
+    """What the trigger form (and the REST API) refuses: each bad value fails the params' JSON schema."""
+    code = """
+import copy
+import json
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+bag = DagBag()
+cases = {"nightly": [{"als_params": {"rank": "big"}}, {"als_params": {"rank": 10**7}},
+                     {"als_params": {"max_iter": 10**6}}, {"als_params": {"rnk": 3}}, {"run_date": "yesterday!"},
+                     {"experiments": ["x" * 200]}],
+         "cdc_ingestion": [{"snapshot_watermark_binlog": "1" * 100000}, {"snapshot_watermark_lsn": "not-an-lsn"},
+                           {"snapshot_dump": "x" * 5000}, {"snapshot_tables": ["nope"]}]}
+good = {"nightly": {"als_params": {"rank": 64, "reg_param": 0.05}, "run_date": "2026-11-20"},
+        "cdc_ingestion": {"snapshot_watermark_binlog": "mysql-bin.000003:1041", "snapshot_watermark_lsn": "0/16B3748"}}
+out = {}
+for dag_id, confs in cases.items():
+    dag = bag.dags[dag_id]
+    refused = []
+    for conf in confs:
+        params = copy.deepcopy(dag.params)
+        try:
+            params.update(conf)  # what Airflow does with a triggered run's conf, before the run is created
+            params.validate()
+            refused.append(False)
+        except Exception as exc:
+            refused.append(type(exc).__name__)
+    params = copy.deepcopy(dag.params)
+    params.update(good[dag_id])
+    params.validate()
+    out[dag_id] = refused
+print("JSON" + json.dumps(out))
+"""
+    env = embedded_env(tmp_path, "file:///tmp/unused-lake")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("JSON")), None)
+    assert line, result.stderr[-3000:]
+    refused = json.loads(line[4:])
+    assert refused == {"nightly": ["ParamValidationError"] * 6, "cdc_ingestion": ["ParamValidationError"] * 4}

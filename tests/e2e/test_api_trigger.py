@@ -102,7 +102,8 @@ def test_trigger_with_params_through_the_api(airflow_services):
     state, states = run_to_end(base, "cdc_ingestion", conf)
     assert state == "success", (states, (home / "scheduler.log").read_text()[-3000:])
     assert states == {"resolve_run_date": "success", "drain_cdc": "skipped", "snapshot_requested": "success",
-                      "cdc_snapshot": "success", "cdc_merge": "success", "summarise_cdc": "success"}
+                      "cdc_snapshot": "success", "cdc_merge": "success", "privacy_erasure": "success",
+                      "summarise_cdc": "success"}
     cdc = json.loads((home / "lake" / "reports" / "cdc" / "dt=2026-11-20" / "run.json").read_text())
     dumped = len((home / "lake" / "raw" / "_exports" / "oltp-2026-11-20" / "users.json").read_text().splitlines())
     assert cdc["tables"]["users"]["counts"]["events"]["r:applied"] == dumped  # the whole snapshot, via the UI params
@@ -112,7 +113,7 @@ def test_trigger_with_params_through_the_api(airflow_services):
     assert state == "success", (states, (home / "scheduler.log").read_text()[-3000:])
     # no reports bucket is configured here: publishing is skipped, the report stays in the lake
     assert states == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
-                      "clickstream_bronze": "success", "summarise_outputs": "success",
+                      "clickstream_bronze": "success", "summarise_outputs": "success", "apply_retention": "success",
                       "ab_report": "success", "publish_ab_report": "skipped",
                       "als_due": "success", "als_train": "success", "summarise_als": "success"}
     als = json.loads((home / "lake" / "reports" / "als" / "dt=2026-11-20" / "run.json").read_text())

@@ -78,7 +78,7 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint
     state, tasks = dags_test(env)
     assert state == "success", tasks
     assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
-                     "clickstream_bronze": "success", "summarise_outputs": "success",
+                     "clickstream_bronze": "success", "summarise_outputs": "success", "apply_retention": "success",
                      "ab_report": "success", "publish_ab_report": "success",
                      "als_due": "success", "als_train": "success", "summarise_als": "success"}
     # two days of data, both in the holdout window: ALS says why it did not train, champion untouched
@@ -100,8 +100,10 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint
     assert ab_report_json(lake) == report  # same data, same report: no run-dependent values
     history = storage.list_files(lake.table("gold", "ab/history"), ".parquet")
     assert len(history) == 1  # the date's history partition was replaced, not appended to
-    uploaded = json.loads(s3_object(s3_endpoint, "ab/dt=2026-11-20/report.json"))
-    assert uploaded == report and json.loads(s3_object(s3_endpoint, "ab/latest.json"))["report_date"] == DAY
+    latest = json.loads(s3_object(s3_endpoint, "ab/latest.json"))
+    uploaded = json.loads(s3_object(s3_endpoint, latest["report_json"]))
+    assert uploaded == report and latest["report_date"] == DAY
+    assert latest == json.loads(s3_object(s3_endpoint, f"ab/dt={DAY}/latest.json"))
 
 
 def test_rerun_for_one_experiment_keeps_the_others(env_and_lake):
@@ -116,13 +118,17 @@ def test_rerun_for_one_experiment_keeps_the_others(env_and_lake):
 def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake, spark):
     env, lake = env_and_lake
     before_rows, before = bronze_rows(spark, lake), manifest(lake)
-    yesterday = lake.partition("bronze", "clickstream", as_date("2026-11-19"))
-    storage.write_atomic(Lake.manifest(yesterday), json.dumps({"counts": {"bronze": 1_000_000}}).encode())
+    # the week before had a million rows a day (days without raw files: the nightly's revisit of the lateness
+    # window leaves them alone), so tonight's 3,000 fail the row-count gate
+    week = [lake.partition("bronze", "clickstream", as_date(f"2026-11-{day}")) for day in range(13, 19)]
+    for partition in week:
+        storage.write_atomic(Lake.manifest(partition), json.dumps({"counts": {"bronze": 1_000_000}}).encode())
     try:
         state, tasks = dags_test(env, full_refresh=True)
     finally:
-        filesystem, path = storage.resolve(yesterday)
-        filesystem.delete_dir(path)
+        for partition in week:
+            filesystem, path = storage.resolve(partition)
+            filesystem.delete_dir(path)
     assert state == "failed"
     assert tasks["clickstream_bronze"] == "failed"  # not up_for_retry: a rejected batch is final
     assert tasks["summarise_outputs"] == "upstream_failed"

@@ -142,3 +142,18 @@ def test_collisions_count_users_shared_between_experiments(spark):
     _, diag = ab_report.aggregate(spark.createDataFrame(rows, SCHEMA), reg, reg.experiments, DAY)
     collisions = diag[diag.kind == "collision"].sort_values("experiment_id")
     assert collisions[["experiment_id", "other", "users"]].values.tolist() == [["e1", "e2", 3.0], ["e2", "e1", 3.0]]
+
+
+def test_junk_variant_names_make_one_arm_and_a_count(spark):
+    """20,000 junk variant strings once gave 180,000 count rows; now they are one arm, and the report says how
+    many names there were."""
+    reg = registry.parse(REGISTRY)
+    rows = [(f"u{n}", ts("2026-11-18T10:00:00"), "page_view", None, [("e1", "ab"[n % 2] if n < 40 else f"junk-{n}")])
+            for n in range(340)]
+    events = spark.createDataFrame(rows, SCHEMA)
+    counts, diag = ab_report.aggregate(events, reg, [reg.experiments[0]], DAY)
+    assert sorted(counts["variant"].unique()) == ["(unregistered)", "a", "b"]
+    totals = counts[(counts["metric"] == "buy") & counts["day"].isna()].set_index("variant")["count"].to_dict()
+    assert totals == {"a": 20.0, "b": 20.0, "(unregistered)": 300.0}
+    names = diag[diag["kind"] == "unregistered_variant_names"]
+    assert names["users"].tolist() == [300.0]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import re
 from pathlib import Path
@@ -97,10 +99,44 @@ def test_no_consent_is_excluded_and_ip_is_minimised(spark, lake):
     bronze = job.to_bronze(rows, "secret-1")
     assert "ip" not in bronze.columns
     got = {r["event_id"]: (r["ip_prefix"], r["ip_hash"]) for r in bronze.collect()}
-    assert got["yes"][0] == "203.0.113.0/24" and got["v6"][0] == "2001:db8:85a3::/48"
+    assert got["yes"][0] == "203.0.0.0/16" and got["v6"][0] == "2001:db8::/32"
+    assert got["yes"][1] == hmac.new(b"secret-1", b"203.0.113.77", hashlib.sha256).hexdigest()  # a real HMAC
     other_key = {r["event_id"]: r["ip_hash"] for r in job.to_bronze(rows, "secret-2").collect()}
     assert got["yes"][1] != other_key["yes"] and len(got["yes"][1]) == 64
     assert bronze.columns == job.BRONZE_COLUMNS
+
+
+def test_the_key_and_a_prefix_no_longer_give_the_ip_back(spark, lake):
+    """The issue's attack: with the key, try every host of the stored prefix. With a /24 beside the hash 182 of
+    200 IPs came back; with a /16 the 256 hosts of any /24 guess find none (65,536 candidates per address)."""
+    ips = [f"198.51.{n % 7}.{n}" for n in range(1, 60)]
+    rows = day_rows(spark, lake, [record(n, event(f"e{n}", ip=ip)) for n, ip in enumerate(ips)])
+    published = job.to_bronze(rows, "secret-1").select("ip_prefix", "ip_hash").collect()
+    recovered = 0
+    for row in published:
+        network = row["ip_prefix"].split("/")[0].rsplit(".", 2)[0]  # what the prefix tells: 198.51
+        guesses = (f"{network}.0.{host}" for host in range(256))  # a /24's worth of tries
+        recovered += any(hmac.new(b"secret-1", g.encode(), hashlib.sha256).hexdigest() == row["ip_hash"]
+                         for g in guesses)
+    assert {r["ip_prefix"] for r in published} == {"198.51.0.0/16"} and recovered == len([i for i in ips
+                                                                                           if ".0." in i])
+
+
+def test_quarantine_keeps_no_ip_no_user_agent_and_nothing_of_events_without_consent(spark, lake):
+    records = [record(1, event("bad-type", event_type="teleport", ip="203.0.113.9", user_agent="Firefox/133")),
+               record(2, event("no-consent-bad", event_type="teleport", consent=False, ip="203.0.113.10")),
+               record(3, '{"event_id": "cut", "ip": "203.0.113.11", "user_agent": "Safari \\"17\\"", "user'),
+               record(4, event("huge", query="x" * 5000, event_type="search"))]
+    rows = day_rows(spark, lake, records)
+    quarantine = {r["kafka_offset"]: r for r in job.to_quarantine(rows).collect()}
+    assert {o: r["reason"] for o, r in quarantine.items()} == {
+        1: "invalid_event_type", 2: "invalid_event_type", 3: "invalid_json", 4: "field_too_long:query"}
+    text = " ".join(r["raw_value"] or "" for r in quarantine.values())
+    assert "203.0.113" not in text and "Firefox" not in text and "Safari" not in text
+    assert '"ip": "<redacted>"' in quarantine[1]["raw_value"] and '"event_id": "bad-type"' in quarantine[1]["raw_value"]
+    assert quarantine[2]["raw_value"] is None  # said no to consent: coordinates only, the text stays in raw/
+    assert len(quarantine[4]["raw_value"]) <= job.QUARANTINE_TEXT_CHARS + 10 and quarantine[4]["raw_value"].endswith(
+        "<cut>")
 
 
 def test_suite_columns_match_the_job_output():
@@ -153,7 +189,7 @@ def test_gx_failure_publishes_nothing_and_writes_data_docs(spark, lake):
     assert quarantine_files
     # yesterday published 10,000 rows: today's 41 is far below the row-count bound
     yesterday = lake.partition("bronze", "clickstream", DAY - dt.timedelta(days=1))
-    LakeFS(spark).write_text(lake.manifest(yesterday), json.dumps({"counts": {"bronze": 10_000}}))
+    storage.write_atomic(lake.manifest(yesterday), json.dumps({"counts": {"bronze": 10_000}}).encode())
     raw_zone.write_grouped(lake, [record(500, event("new"), kafka_ts="2026-11-20T10:00:02Z")])
 
     result = bronze.run(spark, lake, DAY, "clickstream")

@@ -30,15 +30,14 @@ def metrics(ndcg: float | None, **extra) -> dict:
     (metrics(None, not_computable="empty holdout"), metrics(None), None, False, "could not be evaluated (empty "),
     (metrics(0.20), metrics(0.10), {"version": "v9", "not_comparable": "trained on the holdout"}, False,
      "champion v9 cannot be judged on this holdout (trained on the holdout)"),
-    (metrics(0.20), metrics(0.10), {"version": "v2"}, True, "rerun of the champion version"),
 ])
 def test_promotion_rule(candidate, baseline, champion, promote, fragment):
-    decision = registry.decide(candidate, baseline, champion, SETTINGS, "v2")
+    decision = registry.decide(candidate, baseline, champion, SETTINGS)
     assert decision.promote is promote and fragment in decision.reason
 
 
 def write_version(lake: Lake, run_date: dt.date, events: int) -> None:
-    version = registry.version_id(run_date, "abcd1234")
+    version = registry.version_id(run_date, "abcd1234", "20261120T020000-1a2b3c4d.5e6f70")
     body = {"version": version, "run_date": run_date.isoformat(), "counts": {"events": events}}
     storage.write_atomic(Lake.manifest(lake.model_version(registry.MODEL, version)), json.dumps(body).encode())
 
@@ -69,5 +68,5 @@ def test_versions_without_a_manifest_do_not_count(tmp_path):
     lake = Lake(tmp_path.as_uri())
     storage.write_atomic(f"{lake.model_version(registry.MODEL, '20261119-deadbeef')}/metrics.json", b"{}")
     write_version(lake, DAY, 5)
-    assert [v["version"] for v in registry.versions(lake)] == ["20261120-abcd1234"]
+    assert [v["version"] for v in registry.versions(lake)] == ["20261120-abcd1234-5e6f70"]
     assert registry.champion(lake) is None

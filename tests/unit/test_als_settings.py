@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -44,8 +45,8 @@ def test_every_problem_is_listed_at_once():
         als_settings.parse(config)
     text = str(err.value)
     for fragment in ("max_id must be an integer in [0, 2147483647]", "holdout_days must be smaller",
-                     "training.params.rank must be an integer >= 1", "primary_metric must be one of",
-                     "training.search.grid.reg_param must be a finite number >= 0, got -1"):
+                     "training.params.rank must be an integer in [1, 512]", "primary_metric must be one of",
+                     "training.search.grid.reg_param must be a finite number in [0, 1e+06], got -1"):
         assert fragment in text
 
 
@@ -69,7 +70,7 @@ def test_param_overrides_are_validated_and_change_the_version_key():
     assert loaded.with_params({}).params.key() == loaded.params.key()
     with pytest.raises(als_settings.SettingsError, match="unknown hyperparameter"):
         loaded.with_params({"ranks": 64})
-    with pytest.raises(als_settings.SettingsError, match="alpha must be a finite number >= 0"):
+    with pytest.raises(als_settings.SettingsError, match="alpha must be a finite number in \\[0, 1e\\+06\\]"):
         loaded.with_params({"alpha": float("nan")})
 
 
@@ -92,3 +93,14 @@ def test_unreadable_or_malformed_files_are_one_clear_error(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(als_settings.SettingsError, match="must be a YAML mapping"):
         als_settings.load(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    ({"rank": 10**7}, "rank must be an integer in [1, 512], got 10000000"),
+    ({"max_iter": 10**6}, "max_iter must be an integer in [1, 100], got 1000000"),
+    ({"alpha": 1e12}, "alpha must be a finite number in [0, 1e+06]"),
+    ({"rank": "big"}, "rank must be an integer in [1, 512], got 'big'"),
+])
+def test_hyperparameters_a_run_asks_for_are_bounded(overrides, fragment):
+    with pytest.raises(als_settings.SettingsError, match=re.escape(fragment)):
+        als_settings.load().with_params(overrides)

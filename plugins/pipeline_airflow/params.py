@@ -1,0 +1,32 @@
+"""Trigger-form params shared by the DAGs, as JSON schemas Airflow checks when a run is triggered: typed,
+bounded and titled, so a typo or an absurd value is refused in the form, not hours later in a job."""
+
+from __future__ import annotations
+
+from airflow.sdk import Param
+
+from jobs.als.settings import PARAM_BOUNDS
+
+#: Long enough for any path or id the DAGs take; a 100 kB string is never a real parameter.
+MAX_TEXT = 1024
+
+
+def run_date(description: str) -> Param:
+    return Param(None, type=["null", "string"], format="date", maxLength=10, title="Run date (UTC)",
+                 description=description)
+
+
+def text(title: str, description: str, max_length: int = MAX_TEXT, pattern: str | None = None) -> Param:
+    """An optional string param (null: not given)."""
+    schema = {"maxLength": max_length, **({"pattern": pattern} if pattern else {})}
+    return Param(None, type=["null", "string"], title=title, description=description, **schema)
+
+
+def als_params() -> Param:
+    """ALS hyperparameter overrides: the keys and bounds the job accepts (`jobs/als/settings.py`), nothing else."""
+    properties = {name: {"type": "integer" if isinstance(low, int) else "number", "minimum": low, "maximum": high}
+                  for name, (low, high) in PARAM_BOUNDS.items()}
+    return Param({}, type="object", properties=properties, additionalProperties=False,
+                 title="ALS hyperparameters",
+                 description='Overrides, e.g. {"rank": 64, "reg_param": 0.05, "alpha": 10, "max_iter": 15}; '
+                             + ", ".join(f"{n} in [{lo:g}, {hi:g}]" for n, (lo, hi) in PARAM_BOUNDS.items()))
