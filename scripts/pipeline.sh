@@ -131,7 +131,7 @@ if als["status"] == "trained":
         found = als["metrics"][name] or {}
         if found.get("ndcg_at_k") is not None:
             label = f"champion {found['version']}" if name == "champion" else name
-            print(f"  {label:<27} ndcg@10 {found['ndcg_at_k']:.4f}  precision@10 {found['precision_at_k']:.4f}  "
+            print(f"  {label:<34} ndcg@10 {found['ndcg_at_k']:.4f}  precision@10 {found['precision_at_k']:.4f}  "
                   f"coverage {found['coverage']:.0%}")
     print(f"  version     {als['model']}")
     print(f"  champion    {lake.champion('als')} -> {als['champion']}")
