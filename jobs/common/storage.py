@@ -113,14 +113,8 @@ def move(src: str, dst: str) -> None:
             raise FileExistsError(f"cannot move {src}: {dst} exists")
         os.rename(local_src, local_dst)
         return
-    filesystem, src_path = resolve(src)
-    _, dst_path = resolve(dst)
-    if filesystem.get_file_info(src_path).type == pafs.FileType.Directory:
-        filesystem.create_dir(dst_path, recursive=True)  # copy_files creates subdirectories, not the base
-        pafs.copy_files(src_path, dst_path, source_filesystem=filesystem, destination_filesystem=filesystem)
-        filesystem.delete_dir(src_path)
-    else:
-        filesystem.move(src_path, dst_path)
+    copy(src, dst)
+    delete(src)
 
 
 def exchange(a: str, b: str) -> bool:
