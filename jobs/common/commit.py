@@ -121,8 +121,9 @@ class GroupLock:
 
     def _try_lease(self) -> bool:
         """Object stores: a lease object; a lease whose heartbeat is older than `lease_seconds` is taken over."""
-        if storage.create_exclusive(self.uri, json.dumps(_holder(self.run_id)).encode()):
-            self._start_heartbeat()
+        mine = _holder(self.run_id)
+        if storage.create_exclusive(self.uri, json.dumps(mine).encode()):
+            self._start_heartbeat(mine)
             return True
         lease = settings.pipeline().commit.lease_seconds
         holder = self._read_holder()
@@ -133,12 +134,13 @@ class GroupLock:
             return self._try_lease()
         return False
 
-    def _start_heartbeat(self) -> None:
+    def _start_heartbeat(self, holder: dict[str, Any]) -> None:
+        """Refresh the lease's heartbeat (its `since` stays the time it was taken)."""
         every = settings.pipeline().commit.heartbeat_seconds
 
         def beat() -> None:
             while not self._stop.wait(every):
-                storage.write_atomic(self.uri, json.dumps(_holder(self.run_id)).encode())
+                storage.write_atomic(self.uri, json.dumps({**holder, "heartbeat": time.time()}).encode())
 
         self._beat = threading.Thread(target=beat, name=f"lease-{self.group}", daemon=True)
         self._beat.start()
