@@ -15,7 +15,6 @@ table; it holds the number of people, never their ids.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import logging
 import re
@@ -31,7 +30,7 @@ from jobs.common.run import Output, Run
 from jobs.common.runner import new_run_id
 from jobs.common.spark import LakeFS
 from jobs.privacy import STAGE
-from jobs.privacy.settings import PersonalTable, PrivacySettings
+from jobs.privacy.settings import PersonalTable, PrivacySettings, directories
 
 log = logging.getLogger(__name__)
 JOB = "privacy_erasure"
@@ -53,29 +52,6 @@ def matches(frame: DataFrame, table: PersonalTable, ids: list[str], field: str) 
     for more in found[1:]:
         condition = condition | more
     return F.coalesce(condition, F.lit(False))
-
-
-def _subdirectories(uri: str) -> list[str]:
-    """The visible directories below `uri` (not `_staging` and the like)."""
-    return [d for d in storage.children(uri) if not d.rsplit("/", 1)[-1].startswith(("_", ".")) and storage.is_dir(d)]
-
-
-def directories(lake: Lake, table: PersonalTable) -> list[tuple[str, str]]:
-    """(directory, lock group) of every table or partition the entry covers that exists now."""
-    tables = [lake.root]
-    for part in table.path.split("/"):
-        tables = [f"{t}/{part}" for t in tables] if "*" not in part else [
-            d for t in tables for d in _subdirectories(t) if fnmatch.fnmatch(d.rsplit("/", 1)[-1], part)]
-    found = []
-    for directory in tables:
-        if table.partitions is None:
-            found += [(directory, table.group)] if storage.is_dir(directory) else []
-            continue
-        for partition in _subdirectories(directory):
-            name = partition.rsplit("/", 1)[-1]
-            if name.startswith(f"{table.partitions}="):
-                found.append((partition, table.group.format(**{table.partitions: name.split("=", 1)[1]})))
-    return found
 
 
 def _erase_directory(spark: SparkSession, lake: Lake, day: dt.date, run_id: str, directory: str, group: str,

@@ -17,7 +17,7 @@ from jobs.common import commit, config, storage
 from jobs.common.paths import Lake
 from jobs.common.runner import new_run_id
 from jobs.privacy import STAGE
-from jobs.privacy.settings import PrivacySettings
+from jobs.privacy.settings import PrivacySettings, directories
 
 log = logging.getLogger(__name__)
 JOB = "privacy_retention"
@@ -44,9 +44,8 @@ def expired_quarantine(lake: Lake, settings: PrivacySettings, before: dt.date) -
     found = []
     for table in settings.tables:
         if table.path.startswith("quarantine/") and table.partitions == "dt":
-            for partition in storage.children(f"{lake.root}/{table.path}"):
-                if (_dated(partition, "dt") or dt.date.max) < before:
-                    found.append((partition, table.group.format(dt=_dated(partition, "dt"))))
+            found += [(partition, group) for partition, group in directories(lake, table)
+                      if (_dated(partition, "dt") or dt.date.max) < before]
     rejected = f"{lake.zone('quarantine')}/_rejected_batches"
     for zone in storage.children(rejected):
         for table in storage.children(zone):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.common import config
+from jobs.common import config, storage
+from jobs.common.paths import Lake
 from jobs.common.settings import Checker, read_yaml
 
 
@@ -28,6 +30,29 @@ class PrivacySettings:
     raw_days: int
     quarantine_days: int
     tables: tuple[PersonalTable, ...]
+
+
+def _subdirectories(uri: str) -> list[str]:
+    """The visible directories below `uri` (not `_staging` and the like)."""
+    return [d for d in storage.children(uri) if not d.rsplit("/", 1)[-1].startswith(("_", ".")) and storage.is_dir(d)]
+
+
+def directories(lake: Lake, table: PersonalTable) -> list[tuple[str, str]]:
+    """(directory, lock group) of every table or partition the entry covers that exists now."""
+    tables = [lake.root]
+    for part in table.path.split("/"):
+        tables = [f"{t}/{part}" for t in tables] if "*" not in part else [
+            d for t in tables for d in _subdirectories(t) if fnmatch.fnmatch(d.rsplit("/", 1)[-1], part)]
+    found = []
+    for directory in tables:
+        if table.partitions is None:
+            found += [(directory, table.group)] if storage.is_dir(directory) else []
+            continue
+        for partition in _subdirectories(directory):
+            name = partition.rsplit("/", 1)[-1]
+            if name.startswith(f"{table.partitions}="):
+                found.append((partition, table.group.format(**{table.partitions: name.split("=", 1)[1]})))
+    return found
 
 
 def parse(raw: Any, path: Path) -> PrivacySettings:
