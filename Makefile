@@ -1,4 +1,4 @@
-.PHONY: demo test test-fast setup lint bench
+.PHONY: demo test test-fast setup lint bench catalogue
 demo:   ## set up from nothing and run the nightly DAG on demo data (airflow dags test)
 	bash scripts/pipeline.sh demo
 test:   ## set up from nothing and run the whole test suite (what CI runs)
@@ -9,6 +9,8 @@ setup:
 	bash scripts/pipeline.sh setup
 lint: setup
 	.venv/bin/ruff check .
+catalogue: setup   ## regenerate the feature catalogue (docs/FEATURES.md, include/feature_names.json) from the registry
+	.venv/bin/python -m jobs.features.catalogue
 bench: setup   ## raw->bronze vs DuckDB, Kafka drain, A/B report at scale, ALS vs implicit, CDC merge vs DuckDB; figures in docs/BENCHMARKS.md
 	. scripts/env.sh && python benchmarks/bronze_vs_duckdb.py && python benchmarks/kafka_drain_throughput.py \
 	  && python benchmarks/ab_report_scale.py && python benchmarks/als_vs_implicit.py && python benchmarks/cdc_merge_scale.py

@@ -21,6 +21,11 @@ champion and the popularity baseline on the holdout; `summarise_als` says which 
 
 `wait_for_cdc` holds `summarise_outputs` until the `cdc_ingestion` DAG has published the date's
 OLTP tables (`silver/<table>_current`, `_history`); a rejected CDC merge fails it visibly.
+
+`features_daily` then computes the day's user and item features as of the end of the day (and the
+churn labels whose horizon closed), after recomputing the lateness window's days whose inputs
+changed; `features` recomputes only the listed features. Catalogue: docs/FEATURES.md. Training
+sets are built by hand with the `training_set` DAG.
 """
 
 from __future__ import annotations
@@ -29,7 +34,17 @@ from airflow.sdk import DAG, Param
 from airflow.timetables.trigger import CronTriggerTimetable
 from pipeline_airflow import params
 from pipeline_airflow.dates import resolve_run_date
-from pipeline_airflow.shared import AB_REPORTS, ALS_MODELS, BRONZE_CLICKSTREAM, DAG_DEFAULTS, LAKE, RUN_DATE
+from pipeline_airflow.shared import (
+    AB_REPORTS,
+    ALS_MODELS,
+    BRONZE_CLICKSTREAM,
+    CDC_SILVER,
+    DAG_DEFAULTS,
+    FEATURES,
+    LABELS,
+    LAKE,
+    RUN_DATE,
+)
 from pipeline_airflow.spark import spark_job
 from pipeline_airflow.tasks.ab import publish_ab_report
 from pipeline_airflow.tasks.als import als_due, summarise_als
@@ -56,6 +71,8 @@ with DAG(
         "als_params": params.als_params(),
         "als_search": Param(False, type="boolean", title="ALS search",
                             description="Run the small ALS hyperparameter search (als.yaml)"),
+        "features": params.feature_names("Features", "Recompute only these features for the date, keeping the "
+                                         "others (default: all; names in docs/FEATURES.md)"),
     },
 ):
     run_date = resolve_run_date()
@@ -88,8 +105,21 @@ with DAG(
         outlets=[ALS_MODELS],
     )
 
+    features = spark_job(
+        "features_daily",
+        doc_md="User and item features as of the end of the day from the bronze window and the CDC history, "
+               "churn labels whose horizon closed, GX gate, atomic publish (docs/FEATURES.md).",
+        options={"--date": RUN_DATE, "--lake-root": LAKE.root, "--features": "{{ params.features | join(',') }}",
+                 "--refresh": "{{ 'full' if params.full_refresh else 'incremental' }}"},
+        switches={"--revisit-late": "{{ not params.features }}"},  # late events of the days before count there
+        inlets=[BRONZE_CLICKSTREAM, *[a for a in CDC_SILVER if a.name.endswith("_history")]],
+        outlets=[*FEATURES, LABELS],
+    )
+
     outputs = summarise_outputs(run_date)
+    cdc_ready = wait_for_cdc(run_date)
     run_date >> drain_clickstream() >> bronze >> outputs >> apply_retention(run_date)
-    wait_for_cdc(run_date) >> outputs
+    cdc_ready >> outputs
+    [bronze, cdc_ready] >> features
     bronze >> ab_report >> publish_ab_report(run_date)
     bronze >> als_due(run_date) >> als_train >> summarise_als(run_date)

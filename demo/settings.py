@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.common import config
-from jobs.common.settings import Checker, read_yaml
+from jobs.common.settings import Checker, load_file
 
 BAD_EVENT_KINDS = ("invalid_json", "missing_user_id", "wrong_type", "future_timestamp", "duplicate")
 SPLIT_TOLERANCE = 1e-9
@@ -129,6 +128,5 @@ def parse(raw: Any, path: Path) -> DemoSettings:
 
 @functools.cache
 def load(path: Path | None = None) -> DemoSettings:
-    """`demo_generator.yaml` (from `$PIPELINE_CONFIG_DIR` if it has one, else `include/`), validated."""
-    path = path or config.settings_path("demo_generator.yaml")
-    return parse(read_yaml(path, "demo generator settings"), path)
+    """`demo_generator.yaml`, validated."""
+    return load_file("demo_generator.yaml", "demo generator settings", parse, path)

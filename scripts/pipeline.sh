@@ -135,6 +135,40 @@ if als["status"] == "trained":
                   f"coverage {found['coverage']:.0%}")
     print(f"  version     {als['model']}")
     print(f"  champion    {lake.champion('als')} -> {als['champion']}")
+print("Features (docs/FEATURES.md):")
+for table in ("features/user_day", "features/item_day", "labels/churn_7d"):
+    root = lake.table("gold", table)
+    for partition in sorted(p for p in storage.children(root) if "dt=" in p):
+        found = json.loads(storage.read_bytes(Lake.manifest(partition)))
+        print(f"  {partition}  {found['rows']:>6,} rows  GX {'passed' if found['validation']['success'] else 'FAILED'}")
+PY
+  echo "== a training set (spark-submit jobs/training_set.py): 1,000 users of $DEMO_DATE at times on the next day,"
+  echo "   each joined with the features known at its time"
+  python - "$DEMO_DATE" "$AIRFLOW_HOME/demo-entities.parquet" <<'PY'
+import datetime as dt, sys
+import pyarrow as pa, pyarrow.parquet as pq
+from jobs.common import config
+from jobs.common.paths import Lake, as_date
+from jobs.common.storage import local_path
+day = as_date(sys.argv[1])
+users = pq.read_table(local_path(Lake(config.lake_root()).partition("gold", "features/user_day", day)),
+                      columns=["user_id"]).column("user_id").to_pylist()[:1000]
+start = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+times = [start + dt.timedelta(minutes=83 * n % 1440) for n in range(len(users))]
+pq.write_table(pa.table({"user_id": users, "event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}),
+               sys.argv[2])
+PY
+  spark_submit jobs/training_set.py --entities "$AIRFLOW_HOME/demo-entities.parquet" --overwrite \
+    --features search_count_7d,days_since_last_search,sessions_28d,play_from_recommendation_share_28d,plan,tenure_days \
+    --out "$AIRFLOW_HOME/demo-training-set" > "$AIRFLOW_HOME/demo-training-set.log" 2>&1 \
+    || { tail -5 "$AIRFLOW_HOME/demo-training-set.log"; exit 1; }
+  python - "$AIRFLOW_HOME/demo-training-set" <<'PY'
+import sys
+import pandas as pd
+frame = pd.read_parquet(sys.argv[1]).sort_values(["event_timestamp", "user_id"])
+print(f"  {sys.argv[1]}: {len(frame):,} rows, {frame['user_feature_ts'].notna().sum():,} with features")
+with pd.option_context("display.width", 200, "display.max_columns", 20):
+    print(frame.head(5).to_string(index=False))
 PY
 }
 

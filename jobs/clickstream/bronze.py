@@ -30,7 +30,6 @@ from jobs.clickstream.transforms import (
     mark_erased,
     parse_events,
     resolve_duplicates,
-    row_count_bounds,
     to_bronze,
     to_quarantine,
 )
@@ -121,7 +120,7 @@ def _run(spark: SparkSession, this: Run, topic: str, full_refresh: bool, optiona
 
     gate_settings = settings.pipeline().clickstream.row_count
     history = previous_counts(this.fs, lake, day, gate_settings.history_days)
-    min_rows, max_rows = row_count_bounds(history, gate_settings.min_ratio, gate_settings.max_ratio)
+    min_rows, max_rows = gate_settings.bounds(history)
     window_start = dt.datetime.combine(day, dt.time())
     params = {"event_types": rules.event_types, "window_start": window_start,
               "window_end": window_start + dt.timedelta(days=1), "min_rows": min_rows, "max_rows": max_rows}

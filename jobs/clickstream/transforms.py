@@ -8,7 +8,6 @@ raw/ and writes bronze/ around these; the tests call them directly on small fram
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,11 +193,3 @@ def count_outcomes(day_rows: DataFrame) -> dict[str, int]:
     """Counts per outcome in one aggregation: the manifest's numbers."""
     rows = day_rows.groupBy(outcome().alias("outcome")).count().collect()
     return {r["outcome"]: int(r["count"]) for r in rows}
-
-
-def row_count_bounds(history: list[int], min_ratio: float, max_ratio: float) -> tuple[int, int | None]:
-    """GX row-count bounds from previous days' published counts (no history: at least one row)."""
-    if not history:
-        return 1, None
-    median = statistics.median(history)
-    return max(1, int(min_ratio * median)), int(max_ratio * median) + 1

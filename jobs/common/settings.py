@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from jobs.common import config
 from jobs.common.errors import SettingsError
+
+T = TypeVar("T")
 
 
 def read_yaml(path: Path, what: str, error: type[Exception] = SettingsError) -> Any:
@@ -25,6 +29,13 @@ def read_yaml(path: Path, what: str, error: type[Exception] = SettingsError) -> 
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise error(f"cannot read {what} {path}: {exc}") from exc
+
+
+def load_file(name: str, what: str, parse: Callable[[Any, Path], T], path: Path | None = None) -> T:
+    """The settings file `name` (from `$PIPELINE_CONFIG_DIR` if it has one, else `include/`; or `path`),
+    read and validated by `parse`."""
+    path = path or config.settings_path(name)
+    return parse(read_yaml(path, what), path)
 
 
 class Checker:
@@ -89,6 +100,13 @@ class RowCountGate:
     history_days: int
     min_ratio: float
     max_ratio: float
+
+    def bounds(self, history: list[int]) -> tuple[int, int | None]:
+        """GX row-count bounds from previous days' published counts (no history: at least one row)."""
+        if not history:
+            return 1, None
+        median = statistics.median(history)
+        return max(1, int(self.min_ratio * median)), int(self.max_ratio * median) + 1
 
 
 @dataclass(frozen=True)
@@ -194,5 +212,4 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
 @functools.cache
 def pipeline() -> PipelineSettings:
     """`pipeline.yaml` (see `config.settings_path`): the tunables shared by jobs and DAGs, read once per process."""
-    path = config.settings_path("pipeline.yaml")
-    return parse_pipeline(read_yaml(path, "pipeline settings"), path)
+    return load_file("pipeline.yaml", "pipeline settings", parse_pipeline)

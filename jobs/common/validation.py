@@ -53,11 +53,15 @@ def load_suite(name: str) -> ExpectationSuite:
 def _describe(result: Any) -> str:
     cfg = result.expectation_config
     column = cfg.kwargs.get("column")
-    target = f"{cfg.type}({column})" if column else cfg.type
+    description = getattr(cfg, "description", None)
+    target = f"{cfg.type}({column})" if column else (f"{cfg.type} ({description})" if description else cfg.type)
     res = result.result or {}
     if "unexpected_count" in res:
         examples = ", ".join(map(str, (res.get("partial_unexpected_list") or [])[:3]))
         return f"{target}: {res['unexpected_count']} unexpected (e.g. {examples})"
+    if cfg.type == "unexpected_rows_expectation" and "observed_value" in res:
+        rows = (res.get("details") or {}).get("unexpected_rows") or []
+        return f"{target}: {res['observed_value']} rows" + (f", e.g. {rows[:2]}" if rows else "")
     if "observed_value" in res:
         return f"{target}: observed {res['observed_value']}"
     if result.exception_info and result.exception_info.get("raised_exception"):
@@ -66,8 +70,12 @@ def _describe(result: Any) -> str:
 
 
 def validate(df: DataFrame, suite_name: str, parameters: dict[str, Any],
-             docs_uri: str | None = None, lake_fs: LakeFS | None = None) -> ValidationOutcome:
-    """Run the suite on `df`; optionally publish the run's Data Docs (HTML) to `docs_uri`."""
+             docs_uri: str | None = None, lake_fs: LakeFS | None = None,
+             suite_document: dict[str, Any] | None = None) -> ValidationOutcome:
+    """Run the suite on `df`; optionally publish the run's Data Docs (HTML) to `docs_uri`.
+
+    The suite is `include/expectations/<suite_name>.json`, or `suite_document` when the suite is generated
+    (the feature tables' suites come from their registry)."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     with tempfile.TemporaryDirectory(prefix="gx-docs-") as local_docs:
@@ -79,7 +87,7 @@ def validate(df: DataFrame, suite_name: str, parameters: dict[str, Any],
         batch = (context.data_sources.add_spark("spark")
                  .add_dataframe_asset(suite_name)
                  .add_batch_definition_whole_dataframe("partition"))
-        suite = context.suites.add(load_suite(suite_name))
+        suite = context.suites.add(ExpectationSuite(**suite_document) if suite_document else load_suite(suite_name))
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
         checkpoint = context.checkpoints.add(gx.Checkpoint(

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.common import config, storage
+from jobs.common import storage
 from jobs.common.paths import Lake
-from jobs.common.settings import Checker, read_yaml
+from jobs.common.settings import Checker, load_file
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,5 @@ def parse(raw: Any, path: Path) -> PrivacySettings:
 
 @functools.cache
 def load(path: Path | None = None) -> PrivacySettings:
-    """`privacy.yaml` (from `$PIPELINE_CONFIG_DIR` if it has one, else `include/`), validated."""
-    path = path or config.settings_path("privacy.yaml")
-    return parse(read_yaml(path, "privacy settings"), path)
+    """`privacy.yaml`, validated."""
+    return load_file("privacy.yaml", "privacy settings", parse, path)

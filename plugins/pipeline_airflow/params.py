@@ -3,9 +3,12 @@ bounded and titled, so a typo or an absurd value is refused in the form, not hou
 
 from __future__ import annotations
 
+import json
+
 from airflow.sdk import Param
 
 from jobs.als.settings import PARAM_BOUNDS
+from jobs.common import config
 
 #: Long enough for any path or id the DAGs take; a 100 kB string is never a real parameter.
 MAX_TEXT = 1024
@@ -30,3 +33,11 @@ def als_params() -> Param:
                  title="ALS hyperparameters",
                  description='Overrides, e.g. {"rank": 64, "reg_param": 0.05, "alpha": 10, "max_iter": 15}; '
                              + ", ".join(f"{n} in [{lo:g}, {hi:g}]" for n, (lo, hi) in PARAM_BOUNDS.items()))
+
+
+def feature_names(title: str, description: str, min_items: int = 0) -> Param:
+    """A list of feature names, each one the registry declares (include/feature_names.json, generated from it)."""
+    known = sorted({n for names in json.loads(config.include_path("feature_names.json").read_text()).values()
+                    for n in names})
+    return Param([], type="array", items={"type": "string", "enum": known}, uniqueItems=True, minItems=min_items,
+                 title=title, description=description)

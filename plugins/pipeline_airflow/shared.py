@@ -41,6 +41,9 @@ AB_REPORTS = Asset(name="ab_reports", uri=LAKE.table("reports", "ab"))
 ALS_MODELS = Asset(name="als_models", uri=LAKE.table("models", "als"))
 CDC_SILVER = [Asset(name=f"silver_{t.name}_{kind}", uri=LAKE.silver(t.name, kind))
               for t in CDC.tables for kind in ("current", "history")]
+FEATURES = [Asset(name=f"features_{table}", uri=LAKE.table("gold", f"features/{table}"))
+            for table in ("user_day", "item_day")]
+LABELS = Asset(name="churn_labels", uri=LAKE.table("gold", "labels"))
 
 #: Airflow connection of the OLTP PostgreSQL database that JDBC snapshots read (host, port, schema =
 #: database, login, password); spark-submit by hand uses $PIPELINE_OLTP_JDBC_URL/_USER/_PASSWORD instead.

@@ -47,14 +47,17 @@ print("JSON" + json.dumps(out))
 
 def test_no_import_errors(dagbag):
     assert dagbag["errors"] == {}
-    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure"}
+    assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure",
+                                   "training_set"}
 
 
-@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure"])
+@pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure",
+                                    "training_set"])
 def test_conventions(dagbag, dag_id):
     dag = dagbag["dags"][dag_id]
     assert dag["doc_md"] and dag["tags"] and dag["catchup"] is False
-    assert dag["timetable"] == ("NullTimetable" if dag_id == "privacy_erasure" else "CronTriggerTimetable")
+    manual = dag_id in ("privacy_erasure", "training_set")
+    assert dag["timetable"] == ("NullTimetable" if manual else "CronTriggerTimetable")
     for task_id, task in dag["tasks"].items():
         assert task["doc"], f"{dag_id}.{task_id} has no doc_md"
         assert task["retries"] >= (0 if task_id == "resolve_run_date" else 1), task_id
@@ -68,8 +71,8 @@ def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
     assert upstream["summarise_outputs"] == ["clickstream_bronze", "resolve_run_date", "wait_for_cdc"]
     assert upstream["wait_for_cdc"] == ["resolve_run_date"]
     assert dag["tasks"]["wait_for_cdc"]["type"] == "DecoratedSensorOperator"
-    assert dag["params"] == ["als_force_retrain", "als_params", "als_search", "experiments", "full_refresh",
-                             "run_date"]
+    assert dag["params"] == ["als_force_retrain", "als_params", "als_search", "experiments", "features",
+                             "full_refresh", "run_date"]
     bronze = dag["tasks"]["clickstream_bronze"]
     assert bronze["type"] == "SparkJobOperator" and bronze["conn_id"] == "spark_default"
     assert bronze["application"] == str(REPO / "jobs" / "clickstream_bronze.py")
@@ -99,6 +102,19 @@ def test_nightly_trains_als_after_the_validated_bronze_when_due(dagbag):
     assert tasks["summarise_als"]["upstream"] == ["als_train", "resolve_run_date"]
 
 
+def test_nightly_computes_features_after_bronze_and_the_cdc_merge(dagbag):
+    tasks = dagbag["dags"]["nightly"]["tasks"]
+    features = tasks["features_daily"]
+    assert features["upstream"] == ["clickstream_bronze", "wait_for_cdc"] and features["trigger_rule"] == "all_success"
+    assert features["type"] == "SparkJobOperator"
+    assert features["application"] == str(REPO / "jobs" / "features_daily.py")
+    assert features["options"]["--features"] == "{{ params.features | join(',') }}"
+    assert features["switches"] == {"--revisit-late": "{{ not params.features }}"}  # a subset is just that day
+    training = dagbag["dags"]["training_set"]
+    assert training["params"] == ["entities", "features", "max_age_days", "out", "overwrite"]
+    assert training["tasks"]["training_set"]["application"] == str(REPO / "jobs" / "training_set.py")
+
+
 def test_cdc_ingestion_drains_then_snapshots_on_demand_then_merges(dagbag):
     dag = dagbag["dags"]["cdc_ingestion"]
     tasks = dag["tasks"]
@@ -120,7 +136,7 @@ def test_cdc_ingestion_drains_then_snapshots_on_demand_then_merges(dagbag):
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):
     code = """
 import importlib.util, sys
-for name in ("nightly", "clickstream_ingestion", "cdc_ingestion"):
+for name in ("nightly", "clickstream_ingestion", "cdc_ingestion", "training_set"):
     spec = importlib.util.spec_from_file_location(name, f"dags/{name}.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 print(sorted(m for m in ("pyspark", "pandas", "great_expectations", "confluent_kafka") if m in sys.modules))
@@ -143,11 +159,16 @@ except ImportError:
 bag = DagBag()
 cases = {"nightly": [{"als_params": {"rank": "big"}}, {"als_params": {"rank": 10**7}},
                      {"als_params": {"max_iter": 10**6}}, {"als_params": {"rnk": 3}}, {"run_date": "yesterday!"},
-                     {"experiments": ["x" * 200]}],
+                     {"experiments": ["x" * 200]}, {"features": ["serch_count_7d"]}],
+         "training_set": [{"entities": "e.parquet", "out": "o", "features": []},
+                          {"entities": "e.parquet", "out": "o", "features": ["plan", "no_such_feature"]},
+                          {"entities": "", "out": "o", "features": ["plan"]},
+                          {"entities": "e.parquet", "out": "o", "features": ["plan"], "max_age_days": 0}],
          "cdc_ingestion": [{"snapshot_watermark_binlog": "1" * 100000}, {"snapshot_watermark_lsn": "not-an-lsn"},
                            {"snapshot_dump": "x" * 5000}, {"snapshot_tables": ["nope"]}]}
 good = {"nightly": {"als_params": {"rank": 64, "reg_param": 0.05}, "run_date": "2026-11-20"},
-        "cdc_ingestion": {"snapshot_watermark_binlog": "mysql-bin.000003:1041", "snapshot_watermark_lsn": "0/16B3748"}}
+        "cdc_ingestion": {"snapshot_watermark_binlog": "mysql-bin.000003:1041", "snapshot_watermark_lsn": "0/16B3748"},
+        "training_set": {"entities": "e.parquet", "out": "o", "features": ["plan", "item_ctr_smoothed_7d"]}}
 out = {}
 for dag_id, confs in cases.items():
     dag = bag.dags[dag_id]
@@ -171,4 +192,5 @@ print("JSON" + json.dumps(out))
     line = next((x for x in result.stdout.splitlines() if x.startswith("JSON")), None)
     assert line, result.stderr[-3000:]
     refused = json.loads(line[4:])
-    assert refused == {"nightly": ["ParamValidationError"] * 6, "cdc_ingestion": ["ParamValidationError"] * 4}
+    assert refused == {"nightly": ["ParamValidationError"] * 7, "cdc_ingestion": ["ParamValidationError"] * 4,
+                       "training_set": ["ParamValidationError"] * 4}

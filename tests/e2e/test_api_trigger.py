@@ -115,7 +115,8 @@ def test_trigger_with_params_through_the_api(airflow_services):
     assert states == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
                       "clickstream_bronze": "success", "summarise_outputs": "success", "apply_retention": "success",
                       "ab_report": "success", "publish_ab_report": "skipped",
-                      "als_due": "success", "als_train": "success", "summarise_als": "success"}
+                      "als_due": "success", "als_train": "success", "summarise_als": "success",
+                      "features_daily": "success"}
     als = json.loads((home / "lake" / "reports" / "als" / "dt=2026-11-20" / "run.json").read_text())
     assert als["params"]["rank"] == 12 and als["status"] == "skipped"  # the UI's params reached spark-submit
     assert (home / "lake" / "reports" / "ab" / "dt=2026-11-20" / "report.json").exists()

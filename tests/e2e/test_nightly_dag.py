@@ -80,7 +80,10 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint
     assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
                      "clickstream_bronze": "success", "summarise_outputs": "success", "apply_retention": "success",
                      "ab_report": "success", "publish_ab_report": "success",
-                     "als_due": "success", "als_train": "success", "summarise_als": "success"}
+                     "als_due": "success", "als_train": "success", "summarise_als": "success",
+                     "features_daily": "success"}
+    users = json.loads(storage.read_bytes(Lake.manifest(lake.partition("gold", "features/user_day", as_date(DAY)))))
+    assert users["status"] == "published" and users["rows"] > 100 and users["validation"]["success"]
     # two days of data, both in the holdout window: ALS says why it did not train, champion untouched
     als = json.loads(storage.read_bytes(f"{lake.partition('reports', 'als', as_date(DAY))}/run.json"))
     assert als["status"] == "skipped" and als["reason"].startswith("too few interactions to train: 0 interactions")
@@ -135,6 +138,7 @@ def test_validation_failure_stops_downstream_and_publishes_nothing(env_and_lake,
     assert tasks["ab_report"] == "upstream_failed" and tasks["publish_ab_report"] == "upstream_failed"
     assert tasks["als_due"] == tasks["als_train"] == tasks["summarise_als"] == "upstream_failed"
     assert tasks["wait_for_cdc"] == "success"  # the CDC tables do not depend on the clickstream gate
+    assert tasks["features_daily"] == "upstream_failed"
     assert manifest(lake)["run_id"] == before["run_id"] and bronze_rows(spark, lake) == before_rows
     rejected = storage.list_files(f"{lake.root}/quarantine/_rejected_batches/bronze/clickstream/dt={DAY}",
                                   "_manifest.json")

@@ -3,8 +3,8 @@ import datetime as dt
 import pytest
 from pipeline_airflow.dates import run_date_for as resolve_run_date
 
-from jobs.clickstream.transforms import row_count_bounds
 from jobs.common.paths import Lake, as_date
+from jobs.common.settings import RowCountGate
 
 
 def test_lake_paths_are_uri_joins():
@@ -47,8 +47,8 @@ def test_run_date_param_wins_and_is_validated():
 
 
 def test_row_count_bounds_follow_history_median():
-    assert row_count_bounds([], 0.5, 2.0) == (1, None)
-    assert row_count_bounds([100, 120, 80], 0.5, 2.0) == (50, 201)
+    assert RowCountGate(7, 0.5, 2.0).bounds([]) == (1, None)
+    assert RowCountGate(7, 0.5, 2.0).bounds([100, 120, 80]) == (50, 201)
 
 
 def test_date_range_for_backfills():
