@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from jobs.common import config, storage
 from jobs.common.errors import MissingInput
@@ -105,14 +104,13 @@ def previous_rows(lake_fs: LakeFS, lake: Lake, table: str, day: dt.date, days: i
     return counts
 
 
-def patched(fresh: DataFrame, published: DataFrame, entity: Entity, chosen: tuple[Feature, ...],
-            day: dt.date) -> DataFrame:
-    """`--features`: the published partition with only the chosen features replaced (rows: both frames' keys;
-    a key only one of them has gets nulls in the other's columns)."""
+def patched(fresh: DataFrame, published: DataFrame, entity: Entity, chosen: tuple[Feature, ...]) -> DataFrame:
+    """`--features`: the published rows with only the chosen features replaced. A published key the fresh
+    computation has no row for gets 0 for a chosen count or amount (no events: the computation's own rule)."""
     names = [f.name for f in chosen]
-    joined = published.drop(*names, "feature_ts").join(fresh.select(entity.key, *names), entity.key, "full_outer")
-    return joined.select(*[c for c in fresh.columns if c != "feature_ts"],
-                         F.lit(compute.feature_ts(day)).alias("feature_ts"))
+    joined = published.drop(*names).join(fresh.select(entity.key, *names), entity.key, "left")
+    zeros = {f.name: 0 for f in chosen if f.kind in ("count", "amount")}
+    return joined.fillna(zeros).select(*fresh.columns)
 
 
 def requested(names: str) -> list[str]:
@@ -167,7 +165,8 @@ def _compute_and_publish(spark: SparkSession, this: Run, settings: FeatureSettin
             if not this.fs.exists(final):
                 raise MissingInput(f"--features patches a published partition, and gold/{table}/dt={day} has none; "
                                    "run without --features first")
-            frame = patched(frame, spark.read.parquet(final), entity, entity.features(chosen), day)
+            mine = entity.features(chosen)
+            frame = patched(frame, spark.read.parquet(final), entity, mine) if mine else spark.read.parquet(final)
         staged[name] = this.staging("gold", table)
         frame.write.parquet(staged[name])
         targets[name] = (table, final, day)
