@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs.common import config, storage
 from jobs.common.errors import MissingInput
+from jobs.common.outputs import read_run_report
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
 from jobs.common.runner import Outcome, new_run_id
@@ -50,14 +51,11 @@ def _dates(lake_fs: LakeFS, table_dir: str) -> set[dt.date]:
 
 def cdc_merged_through(lake: Lake) -> dt.date | None:
     """The last date whose CDC merge was published (reports/cdc/dt=D/run.json), None before the first."""
-    merged = []
-    for directory in storage.children(lake.table("reports", "cdc")) if storage.exists(lake.table("reports", "cdc")) \
-            else []:
-        name = directory.rsplit("/", 1)[-1]
-        if name.startswith("dt=") and storage.exists(f"{directory}/run.json"):
-            if json.loads(storage.read_bytes(f"{directory}/run.json")).get("status") == "published":
-                merged.append(dt.date.fromisoformat(name[3:]))
-    return max(merged, default=None)
+    reports = lake.table("reports", "cdc")
+    days = [dt.date.fromisoformat(d.rsplit("dt=", 1)[1])
+            for d in (storage.children(reports) if storage.exists(reports) else []) if "/dt=" in d]
+    return max((d for d in days if (read_run_report(lake, "cdc", d) or {}).get("status") == "published"),
+               default=None)
 
 
 @dataclass(frozen=True)
