@@ -93,7 +93,7 @@ def spark_day(spark: SparkSession, lake: Lake, out: Path, window_days: int) -> f
         *[lake.partition("bronze", "clickstream", DAY - dt.timedelta(days=n)) for n in range(settings.read_days)])
     kept = Persisted()
     try:
-        events = kept.keep(compute.window_events(bronze, DAY))
+        events = compute.window_events(bronze, DAY)
         state = compute.user_state(spark.read.parquet(lake.silver("subscriptions", "history")),
                                    spark.read.parquet(lake.silver("users", "history")), DAY)
         scope = Scope(DAY, settings)

@@ -54,7 +54,7 @@ def write_history(spark: SparkSession, lake: Lake, subscriptions: list[dict], us
     storage.write_atomic(lake.report_file("cdc", merged_through), json.dumps({"status": "published"}).encode())
 
 
-def event(n: int, kind: str, ts: dt.datetime, user: str = "u1", session: str = "s1", item: str | None = "i1",
+def event(n: int, kind: str, ts: dt.datetime, user: str = "u1", session: str | None = "s1", item: str | None = "i1",
           revenue: float | None = None) -> dict:
     return {"event_id": f"e{n:05d}", "event_type": kind, "event_ts": ts, "user_id": user, "session_id": session,
             "item_id": None if kind == "search" else item,

@@ -59,15 +59,6 @@ def input_fingerprint(lake_fs: LakeFS, dirs: list[str]) -> str:
     return hashlib.sha256("\n".join([*entries, config.code_version()]).encode()).hexdigest()
 
 
-def previous_counts(lake_fs: LakeFS, lake: Lake, day: dt.date, days: int) -> list[int]:
-    counts = []
-    for n in range(1, days + 1):
-        text = lake_fs.read_text(lake.manifest(lake.partition("bronze", TABLE, day - dt.timedelta(days=n))))
-        if text:
-            counts.append(int(json.loads(text)["counts"]["bronze"]))
-    return counts
-
-
 def lateness_window(day: dt.date, late_days: int) -> list[dt.date]:
     """The days before `day` whose raw inputs may still grow when `day` is built: an event for them can
     reach Kafka up to `late_days` after its day, so their partitions are rebuilt when their inputs changed."""
@@ -119,7 +110,8 @@ def _run(spark: SparkSession, this: Run, topic: str, full_refresh: bool, optiona
     transformed = this.elapsed()
 
     gate_settings = settings.pipeline().clickstream.row_count
-    history = previous_counts(this.fs, lake, day, gate_settings.history_days)
+    history = [int(m["counts"]["bronze"]) for m in this.fs.manifests_before(lake, "bronze", TABLE, day,
+                                                                             gate_settings.history_days)]
     min_rows, max_rows = gate_settings.bounds(history)
     window_start = dt.datetime.combine(day, dt.time())
     params = {"event_types": rules.event_types, "window_start": window_start,

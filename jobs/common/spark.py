@@ -90,6 +90,18 @@ class LakeFS:
             return []
         return sorted(str(s.getPath().toString()) for s in fs.listStatus(path) if s.isDirectory())
 
+    def partition_dates(self, table: str) -> set[dt.date]:
+        """The days a `dt=`-partitioned table has a directory for (none when the table does not exist)."""
+        names = (d.rstrip("/").rsplit("/", 1)[-1] for d in self.list_dirs(table))
+        return {dt.date.fromisoformat(n.removeprefix("dt=")) for n in names if n.startswith("dt=")}
+
+    def manifests_before(self, lake: Lake, layer: str, table: str, day: dt.date, days: int) -> list[dict[str, Any]]:
+        """The published manifests of the `days` partitions before `day`, newest first, skipping days with none:
+        the history a row-count gate compares a day with."""
+        texts = [self.read_text(Lake.manifest(lake.partition(layer, table, day - dt.timedelta(days=n))))
+                 for n in range(1, days + 1)]
+        return [json.loads(t) for t in texts if t]
+
     def file_sizes(self, uri: str) -> dict[str, int]:
         """Every file below `uri` (recursive) with its size in bytes."""
         fs, path = self._path(uri)
@@ -119,11 +131,11 @@ class LakeFS:
 def read_clickstream(spark: SparkSession, lake: Lake, first: dt.date, last: dt.date) -> tuple[DataFrame, list[str]]:
     """The validated clickstream for [first, last] (partition pruning on dt) and the missing days."""
     table = lake.table("bronze", "clickstream")
-    present = {d.rsplit("dt=", 1)[-1] for d in LakeFS(spark).list_dirs(table) if "dt=" in d.rsplit("/", 1)[-1]}
-    wanted = [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    missing = [d for d in wanted if d not in present]
+    present = LakeFS(spark).partition_dates(table)
+    wanted = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    missing = [d.isoformat() for d in wanted if d not in present]
     if not present & set(wanted):
         raise MissingInput(f"no bronze clickstream partitions between {first} and {last} under {table}")
     events = spark.read.option("basePath", table).parquet(
-        *[lake.partition("bronze", "clickstream", dt.date.fromisoformat(d)) for d in wanted if d in present])
+        *[lake.partition("bronze", "clickstream", d) for d in wanted if d in present])
     return events, missing

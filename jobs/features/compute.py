@@ -10,15 +10,13 @@ when feature_ts <= t, so nothing at or after t reaches a training row.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.common.spark import Persisted
-from jobs.features.registry import ENTITIES, Entity, Feature, Scope, is_type
-
-#: The events before a play that say where it came from: a click on a recommended item, or a search.
-PLAY_SOURCES = {"click": "recommendation", "search": "search"}
+from jobs.features.registry import ENTITIES, PLAY_SOURCES, USER_EVENT_TYPES, Entity, Feature, Scope, is_type
 
 
 def feature_ts(day: dt.date) -> dt.datetime:
@@ -27,15 +25,40 @@ def feature_ts(day: dt.date) -> dt.datetime:
 
 
 def window_events(bronze: DataFrame, day: dt.date) -> DataFrame:
-    """The read window's events with `days_ago` and each play's source (attributed within its session)."""
-    events = bronze.select("event_id", "event_type", "event_ts", "user_id", "session_id", "item_id", "revenue",
-                           F.datediff(F.lit(day), F.col("dt")).alias("days_ago"))
+    """The read window's events with `days_ago` (0 = `day` itself)."""
+    return bronze.select("event_id", "event_type", "event_ts", "user_id", "session_id", "item_id", "revenue",
+                         F.datediff(F.lit(day), F.col("dt")).alias("days_ago"))
+
+
+def sessions(events: DataFrame, key: str, scope: Scope) -> DataFrame:
+    """The `sessions` stage's frame: one row per (entity, session_id) with an event in the longest window
+    (columns in registry.py)."""
+    in_window = events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col(key).isNotNull())
+
+    def latest(condition: Column) -> Column:
+        return F.min(F.when(condition, F.col("days_ago")))
+
+    return in_window.groupBy(key, "session_id").agg(
+        F.min("days_ago").alias("days_ago"),
+        *[latest(is_type(t)).alias(f"{t}_days_ago") for t in USER_EVENT_TYPES],
+        ((F.unix_micros(F.max("event_ts")) - F.unix_micros(F.min("event_ts"))) / 1e6).alias("session_seconds"),
+        F.count(F.lit(1)).alias("session_events"))
+
+
+def plays(events: DataFrame, scope: Scope) -> DataFrame:
+    """The `plays` stage's frame: the users' plays in the longest window, each with `play_source`: what its
+    latest earlier search or click in the session (in (event_ts, event_id) order, over all the read events: a
+    search on the margin day still explains a play after midnight) was, or `direct`. Sorts only the events
+    that matter (plays, searches, clicks), and only those that can be counted or explain one."""
     session = (Window.partitionBy("user_id", "session_id").orderBy("event_ts", "event_id")
                .rowsBetween(Window.unboundedPreceding, -1))
     previous = F.last(F.when(is_type(*PLAY_SOURCES), F.col("event_type")), ignorenulls=True).over(session)
     source = F.coalesce(F.create_map(*[F.lit(x) for kv in PLAY_SOURCES.items() for x in kv])[previous],
                         F.lit("direct"))
-    return events.withColumn("play_source", F.when(is_type("play"), source))
+    relevant = events.where(F.col("user_id").isNotNull() & is_type("play", *PLAY_SOURCES))
+    return (relevant.select("user_id", "session_id", "event_ts", "event_id", "event_type", "days_ago")
+            .withColumn("play_source", source)
+            .where(is_type("play") & (F.col("days_ago") < scope.settings.longest_window)))
 
 
 def _aggregate(frame: DataFrame, key: str, features: tuple[Feature, ...], scope: Scope) -> DataFrame:
@@ -44,6 +67,21 @@ def _aggregate(frame: DataFrame, key: str, features: tuple[Feature, ...], scope:
 
 def _stage(features: tuple[Feature, ...], stage: str) -> tuple[Feature, ...]:
     return tuple(f for f in features if f.stage == stage)
+
+
+def _activity(events: DataFrame, entity: Entity, features: tuple[Feature, ...], scope: Scope) -> DataFrame:
+    """The `events`, `sessions` and `plays` stages, one row per entity with an event in the longest window:
+    an aggregation per stage (none with count_distinct, whose Expand repeats every row once per distinct
+    aggregate), joined on the entity's key."""
+    key = entity.key
+    in_window = events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col(key).isNotNull())
+    activity = _aggregate(in_window, key, _stage(features, "events"), scope)
+    frames: dict[str, Callable[[], DataFrame]] = {"sessions": lambda: sessions(events, key, scope),
+                                                  "plays": lambda: plays(events, scope)}
+    for stage, frame in frames.items():
+        if _stage(features, stage):
+            activity = activity.join(_aggregate(frame(), key, _stage(features, stage), scope), key, "left")
+    return activity
 
 
 def _with_derived(frame: DataFrame, features: tuple[Feature, ...], scope: Scope) -> DataFrame:
@@ -61,42 +99,30 @@ def user_day(events: DataFrame, state: DataFrame, features: tuple[Feature, ...],
     """One row per user active in the longest window or holding an active subscription at feature_ts."""
     entity = ENTITIES["user"]
     mine = entity.features(features)
-    in_window = events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col("user_id").isNotNull())
-    activity = _aggregate(in_window, "user_id", _stage(mine, "events"), scope)
-    sessions = in_window.groupBy("user_id", "session_id").agg(
-        ((F.unix_micros(F.max("event_ts")) - F.unix_micros(F.min("event_ts"))) / 1e6).alias("session_seconds"),
-        F.count(F.lit(1)).alias("session_events"))
-    activity = activity.join(_aggregate(sessions, "user_id", _stage(mine, "sessions"), scope), "user_id", "left")
-    subscribers = state.where(F.col("status") == "active").select("user_id")
-    users = activity.select("user_id").unionByName(subscribers).distinct()
-    frame = users.join(activity, "user_id", "left").join(state, "user_id", "left")
+    activity = _activity(events, entity, mine, scope).withColumn("_active", F.lit(True))
+    # one full join: each side is computed once (a union of keys then two joins would compute both twice)
+    frame = (activity.join(state, "user_id", "full")
+             .where(F.col("_active").isNotNull() | (F.col("status") == "active")).drop("_active"))
     frame = frame.withColumn("feature_ts", F.lit(feature_ts(scope.day)))
     frame = frame.withColumns({f.name: f.expr(scope) for f in _stage(mine, "state")})
-    # no events in the window, or no history: counts and amounts are 0, not unknown
-    frame = frame.fillna({f.name: 0 for f in mine if f.stage in ("events", "state") and f.kind in ("count", "amount")})
+    frame = frame.fillna({f.name: 0 for f in mine if f.zero_when_absent})
     return _finish(_with_derived(frame, mine, scope), entity, mine, scope.day)
 
 
-def item_totals(activity: DataFrame, features: tuple[Feature, ...]) -> dict[str, float]:
+def item_totals(activity: DataFrame, features: tuple[Feature, ...]) -> dict[tuple[str, str], float]:
     """The day's rates over all items (the priors of the smoothed features), in one aggregation."""
-    pairs = {}
-    for f in features:
-        if f.name.startswith("item_sessions_clicked_") and f.window_days and f.window_days > 1:
-            pairs[f"ctr_{f.window_days}d"] = (f.name, f"item_sessions_exposed_{f.window_days}d")
-        if f.name.startswith("item_sessions_purchased_") and f.window_days and f.window_days > 1:
-            pairs[f"conversion_{f.window_days}d"] = (f.name, f"item_sessions_touched_{f.window_days}d")
+    pairs = {f.prior for f in features if f.prior}
     if not pairs:
         return {}
-    sums = activity.agg(*[F.sum(c).alias(c) for hits, trials in pairs.values() for c in (hits, trials)]).first()
-    return {name: (sums[hits] or 0) / sums[trials] if sums[trials] else 0.0 for name, (hits, trials) in pairs.items()}
+    sums = activity.agg(*[F.sum(c).alias(c) for c in sorted({c for pair in pairs for c in pair})]).first()
+    return {(hits, trials): (sums[hits] or 0) / sums[trials] if sums[trials] else 0.0 for hits, trials in pairs}
 
 
 def item_day(events: DataFrame, features: tuple[Feature, ...], scope: Scope, persisted: Persisted) -> DataFrame:
     """One row per item with an event in the longest window (the aggregation is kept: the priors read it)."""
     entity = ENTITIES["item"]
     mine = entity.features(features)
-    in_window = events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col("item_id").isNotNull())
-    activity = persisted.keep(_aggregate(in_window, "item_id", _stage(mine, "events"), scope))
+    activity = persisted.keep(_activity(events, entity, mine, scope))
     priced = Scope(scope.day, scope.settings, item_totals(activity, mine))
     return _finish(_with_derived(activity, mine, priced), entity, mine, scope.day)
 
@@ -126,9 +152,7 @@ def user_state(subscriptions: DataFrame, users: DataFrame, day: dt.date) -> Data
                .groupBy("user_id").agg(F.count(F.lit(1)).alias("plan_changes"),
                                        F.max("valid_from").alias("last_plan_change_ts")))
     signup = _valid_at(users, at).groupBy("user_id").agg(F.max("signup_at").alias("signup_at"))
-    known = plan.select("user_id").unionByName(signup.select("user_id")).distinct()
-    return (known.join(plan, "user_id", "left").join(signup, "user_id", "left").join(changes, "user_id", "left")
-            .fillna({"plan_changes": 0}))
+    return plan.join(signup, "user_id", "full").join(changes, "user_id", "left").fillna({"plan_changes": 0})
 
 
 def churn_labels(subscriptions: DataFrame, day: dt.date, horizon_days: int) -> DataFrame:

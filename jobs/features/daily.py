@@ -44,11 +44,6 @@ def label_table(settings: FeatureSettings) -> str:
     return f"labels/churn_{settings.churn_horizon_days}d"
 
 
-def _dates(lake_fs: LakeFS, table_dir: str) -> set[dt.date]:
-    names = [d.rstrip("/").rsplit("/", 1)[-1] for d in lake_fs.list_dirs(table_dir)]
-    return {dt.date.fromisoformat(n[3:]) for n in names if n.startswith("dt=")}
-
-
 def cdc_merged_through(lake: Lake) -> dt.date | None:
     """The last date whose CDC merge was published (reports/cdc/dt=D/run.json), None before the first."""
     reports = lake.table("reports", "cdc")
@@ -69,7 +64,7 @@ def find_inputs(lake_fs: LakeFS, lake: Lake, day: dt.date, settings: FeatureSett
                 features: tuple[Feature, ...]) -> Inputs:
     """Everything day D reads, or MissingInput naming what is missing."""
     table = lake.table("bronze", "clickstream")
-    present = _dates(lake_fs, table) if lake_fs.exists(table) else set()
+    present = lake_fs.partition_dates(table)
     if day not in present:
         raise MissingInput(f"bronze/clickstream/dt={day} is not published: run clickstream_bronze for {day} first")
     window = [day - dt.timedelta(days=n) for n in range(settings.read_days - 1, -1, -1)]
@@ -93,21 +88,12 @@ def find_inputs(lake_fs: LakeFS, lake: Lake, day: dt.date, settings: FeatureSett
     return Inputs(bronze, history, hashlib.sha256("\n".join(entries).encode()).hexdigest())
 
 
-def previous_rows(lake_fs: LakeFS, lake: Lake, table: str, day: dt.date, days: int) -> list[int]:
-    counts = []
-    for n in range(1, days + 1):
-        text = lake_fs.read_text(Lake.manifest(lake.partition("gold", table, day - dt.timedelta(days=n))))
-        if text:
-            counts.append(int(json.loads(text)["rows"]))
-    return counts
-
-
 def patched(fresh: DataFrame, published: DataFrame, entity: Entity, chosen: tuple[Feature, ...]) -> DataFrame:
     """`--features`: the published rows with only the chosen features replaced. A published key the fresh
     computation has no row for gets 0 for a chosen count or amount (no events: the computation's own rule)."""
     names = [f.name for f in chosen]
     joined = published.drop(*names).join(fresh.select(entity.key, *names), entity.key, "left")
-    zeros = {f.name: 0 for f in chosen if f.kind in ("count", "amount")}
+    zeros = {f.name: 0 for f in chosen if f.zero_when_absent}
     return joined.fillna(zeros).select(*fresh.columns)
 
 
@@ -147,7 +133,7 @@ def _compute_and_publish(spark: SparkSession, this: Run, settings: FeatureSettin
                          chosen: tuple[Feature, ...], inputs: Inputs, persisted: Persisted) -> dict[str, Any]:
     lake, day = this.lake, this.day
     bronze = spark.read.option("basePath", lake.table("bronze", "clickstream")).parquet(*inputs.bronze)
-    events = persisted.keep(compute.window_events(bronze, day))
+    events = compute.window_events(bronze, day)
     subscriptions = spark.read.parquet(inputs.history["subscriptions"])
     scope = Scope(day, settings)
     frames = {"user": compute.user_day(events, compute.user_state(
@@ -181,7 +167,8 @@ def _compute_and_publish(spark: SparkSession, this: Run, settings: FeatureSettin
     for name, (table, _, table_day) in targets.items():
         written = spark.read.parquet(staged[name])
         rows = written.count()
-        history = previous_rows(this.fs, lake, table, table_day, settings.row_count.history_days)
+        history = [int(m["rows"]) for m in this.fs.manifests_before(lake, "gold", table, table_day,
+                                                                      settings.row_count.history_days)]
         min_rows, max_rows = settings.row_count.bounds(history) if name != "labels" else (0, None)
         suite = gate.feature_suite(ENTITIES[name], features) if name != "labels" else gate.label_suite(labels)
         outcome = validate(written, suite["name"], {"min_rows": min_rows, "max_rows": max_rows},

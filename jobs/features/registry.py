@@ -5,11 +5,15 @@ The Spark computation (`compute.py`), the GX gate (`gate.py`), the catalogue in 
 (`catalogue.py`) and the training-set builder's list of known names all read this registry; nothing
 else lists features. A feature's expression is evaluated in the frame of its stage:
 
-* `events`: aggregates over the entity's events of the read window, one row per entity; columns
+* `events`: aggregates over the entity's events of the longest window, one row per entity; columns
   `event_type`, `days_ago` (dt - event date, 0 for the day itself), `session_id`, `event_ts`,
-  `revenue`, `play_source`;
-* `sessions` (users): aggregates over the user's sessions in the window, columns `session_seconds`
-  and `session_events`;
+  `revenue`;
+* `sessions`: aggregates over the entity's sessions with an event in the window (one row per entity and
+  `session_id`, a null `session_id` being one row too), columns `session_id`, `days_ago` (the session's
+  latest event), `<event_type>_days_ago` (its latest event of that type, null: none), `session_seconds`,
+  `session_events`;
+* `plays` (users): aggregates over the user's plays in the window, column `play_source` (`recommendation`,
+  `search` or `direct`: see `compute.plays`);
 * `state` (users): the user's point-in-time state from the CDC history, columns `plan`, `status`,
   `signup_at`, `plan_changes`, `last_plan_change_ts`, `feature_ts`;
 * `derived`: expressions over the other stages' features (and the day's totals, for priors).
@@ -29,7 +33,7 @@ from pyspark.sql import functions as F
 from jobs.common.errors import PipelineError
 from jobs.features.settings import FeatureSettings
 
-Stage = Literal["events", "sessions", "state", "derived"]
+Stage = Literal["events", "sessions", "plays", "state", "derived"]
 #: count, amount, days: >= 0; share: in [0, 1]; signed_share: in [-1, 1]; category: a label
 Kind = Literal["count", "amount", "days", "share", "signed_share", "category"]
 CLICKSTREAM = "bronze/clickstream"
@@ -43,7 +47,8 @@ class Scope:
 
     day: dt.date
     settings: FeatureSettings
-    totals: dict[str, float] = field(default_factory=dict)
+    #: (hits, trials) -> sum(hits) / sum(trials) over all the day's entities
+    totals: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,15 @@ class Feature:
     #: features of one family differ only by window: the shorter window's value never exceeds the longer's
     family: str | None = None
     owner: str = ""
+    #: a smoothed rate's (hits, trials) features: the day's rate over all entities is its prior
+    prior: tuple[str, str] | None = None
+
+    @property
+    def zero_when_absent(self) -> bool:
+        """An entity with no events (or no history) has 0 of an aggregated count or sum, not an unknown; a mean or
+        maximum over sessions, a recency, a share and anything derived stay as computed (null)."""
+        aggregated = self.stage in ("events", "state") or (self.stage == "sessions" and self.kind == "count")
+        return aggregated and self.kind in ("count", "amount")
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ USER_EVENT_TYPES = ("page_view", "search", "click", "play", "add_to_cart", "purc
 ITEM_EVENT_TYPES = ("page_view", "click", "play", "add_to_cart", "purchase")
 #: The session events an item is shown in (a click implies the item was seen).
 EXPOSURES = ("page_view", "click")
+#: The events before a play that say where it came from: a click on a recommended item, or a search.
+PLAY_SOURCES = {"click": "recommendation", "search": "search"}
 
 
 def within(days: int) -> Column:
@@ -92,17 +108,33 @@ def count_where(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
-def sessions_where(condition: Column) -> Column:
-    return F.count_distinct(F.when(condition, F.col("session_id")))
+def sessions_with(days: int, *types: str) -> Column:
+    """Sessions (of the `sessions` frame) with an event of these types (of any type, when none) in the last
+    `days` days; a null session_id is not a session."""
+    latest = [F.col(f"{t}_days_ago") for t in types] or [F.col("days_ago")]
+    return count_where(F.col("session_id").isNotNull()
+                       & ((F.least(*latest) if len(latest) > 1 else latest[0]) < F.lit(days)))
 
 
-def smoothed(hits: str, trials: str, prior: str) -> Callable[[Scope], Column]:
-    """(hits + s * p) / (trials + s): a Beta(s p, s (1 - p)) prior with p the day's rate over all items."""
+def distinct_days(days: int) -> Column:
+    """Distinct event dates among the last `days`: the bits of a 64-bit mask with bit `days_ago` set per event.
+    Not count_distinct, whose Expand repeats every row once per distinct aggregate, nor collect_set, which
+    turns the whole aggregation into a slower object aggregation (hence windows of at most 64 days)."""
+    day_bit = F.call_function("shiftleft", F.lit(1).cast("bigint"), F.col("days_ago"))
+    return F.bit_count(F.bit_or(F.when(within(days), day_bit)))
+
+
+def smoothed_rate(name: str, hits: str, trials: str, days: int, meaning: str) -> Feature:
+    """(hits + s p) / (trials + s): a Beta(s p, s (1 - p)) prior with p the day's rate over all items (the
+    feature's `prior`, summed by compute.item_totals), so an item seen once does not outrank one seen 1,000 times."""
     def expr(scope: Scope) -> Column:
         strength = scope.settings.smoothing_strength
-        rate = scope.totals.get(prior, 0.0)
+        rate = scope.totals.get((hits, trials), 0.0)
         return (F.col(hits) + F.lit(strength * rate)) / (F.col(trials) + F.lit(strength))
-    return expr
+
+    return Feature(name, "item", "derived", CLICKSTREAM,
+                   f"({hits} + s p) / ({trials} + s), p = the day's sum of {hits} / sum of {trials} over all items, "
+                   "s = smoothing_strength", meaning, "double", "share", expr, days, prior=(hits, trials))
 
 
 def _windowed(settings: FeatureSettings) -> list[Feature]:
@@ -122,47 +154,39 @@ def _windowed(settings: FeatureSettings) -> list[Feature]:
             Feature(f"events_{w}d", "user", "events", CLICKSTREAM, "count of events",
                     f"all events of the user in the last {w} day(s)", "bigint", "count",
                     lambda s, w=w: count_where(within(w)), w, "user_events"),
-            Feature(f"sessions_{w}d", "user", "events", CLICKSTREAM, "distinct `session_id`",
+            Feature(f"sessions_{w}d", "user", "sessions", CLICKSTREAM, "distinct `session_id`",
                     f"sessions with at least one event in the last {w} day(s)", "bigint", "count",
-                    lambda s, w=w: sessions_where(within(w)), w, "user_sessions"),
+                    lambda s, w=w: sessions_with(w), w, "user_sessions"),
             Feature(f"active_days_{w}d", "user", "events", CLICKSTREAM, "distinct event dates",
                     f"days with at least one event among the last {w}", "bigint", "count",
-                    lambda s, w=w: F.count_distinct(F.when(within(w), F.col("days_ago"))), w, "user_active_days"),
+                    lambda s, w=w: distinct_days(w), w, "user_active_days"),
             Feature(f"revenue_{w}d", "user", "events", CLICKSTREAM, "sum of `revenue` of `purchase` events",
                     f"money spent in the last {w} day(s) (monetary, in the events' currency)", "double", "amount",
                     lambda s, w=w: F.coalesce(F.sum(F.when(is_type("purchase") & within(w), F.col("revenue"))),
                                               F.lit(0.0)), w, "user_revenue"),
-            Feature(f"item_sessions_touched_{w}d", "item", "events", CLICKSTREAM, "distinct `session_id`",
+            Feature(f"item_sessions_touched_{w}d", "item", "sessions", CLICKSTREAM, "distinct `session_id`",
                     f"sessions with any event on the item in the last {w} day(s)", "bigint", "count",
-                    lambda s, w=w: sessions_where(within(w)), w, "item_sessions_touched"),
-            Feature(f"item_sessions_exposed_{w}d", "item", "events", CLICKSTREAM,
+                    lambda s, w=w: sessions_with(w), w, "item_sessions_touched"),
+            Feature(f"item_sessions_exposed_{w}d", "item", "sessions", CLICKSTREAM,
                     "distinct `session_id` of `page_view` or `click` events",
                     f"sessions that showed the item in the last {w} day(s)", "bigint", "count",
-                    lambda s, w=w: sessions_where(is_type(*EXPOSURES) & within(w)), w, "item_sessions_exposed"),
-            Feature(f"item_sessions_clicked_{w}d", "item", "events", CLICKSTREAM,
+                    lambda s, w=w: sessions_with(w, *EXPOSURES), w, "item_sessions_exposed"),
+            Feature(f"item_sessions_clicked_{w}d", "item", "sessions", CLICKSTREAM,
                     "distinct `session_id` of `click` events",
                     f"sessions that clicked the item in the last {w} day(s)", "bigint", "count",
-                    lambda s, w=w: sessions_where(is_type("click") & within(w)), w, "item_sessions_clicked"),
-            Feature(f"item_sessions_purchased_{w}d", "item", "events", CLICKSTREAM,
+                    lambda s, w=w: sessions_with(w, "click"), w, "item_sessions_clicked"),
+            Feature(f"item_sessions_purchased_{w}d", "item", "sessions", CLICKSTREAM,
                     "distinct `session_id` of `purchase` events",
                     f"sessions that bought the item in the last {w} day(s)", "bigint", "count",
-                    lambda s, w=w: sessions_where(is_type("purchase") & within(w)), w, "item_sessions_purchased"),
+                    lambda s, w=w: sessions_with(w, "purchase"), w, "item_sessions_purchased"),
         ]
         if w > 1:
             found += [
-                Feature(f"item_ctr_smoothed_{w}d", "item", "derived", CLICKSTREAM,
-                        f"(item_sessions_clicked_{w}d + s p) / (item_sessions_exposed_{w}d + s), "
-                        "p = the day's clicked/exposed over all items, s = smoothing_strength",
-                        f"click-through rate per session over {w} days, shrunk towards the average item",
-                        "double", "share",
-                        smoothed(f"item_sessions_clicked_{w}d", f"item_sessions_exposed_{w}d", f"ctr_{w}d"), w),
-                Feature(f"item_conversion_smoothed_{w}d", "item", "derived", CLICKSTREAM,
-                        f"(item_sessions_purchased_{w}d + s p) / (item_sessions_touched_{w}d + s), "
-                        "p = the day's rate over all items",
-                        f"share of sessions touching the item that bought it, over {w} days, smoothed",
-                        "double", "share",
-                        smoothed(f"item_sessions_purchased_{w}d", f"item_sessions_touched_{w}d", f"conversion_{w}d"),
-                        w),
+                smoothed_rate(f"item_ctr_smoothed_{w}d", f"item_sessions_clicked_{w}d", f"item_sessions_exposed_{w}d",
+                              w, f"click-through rate per session over {w} days, shrunk towards the average item"),
+                smoothed_rate(f"item_conversion_smoothed_{w}d", f"item_sessions_purchased_{w}d",
+                              f"item_sessions_touched_{w}d", w,
+                              f"share of sessions touching the item that bought it, over {w} days, smoothed"),
             ]
     return found
 
@@ -170,8 +194,7 @@ def _windowed(settings: FeatureSettings) -> list[Feature]:
 def _user_single(settings: FeatureSettings) -> list[Feature]:
     w = settings.longest_window
     def play_share(source: str) -> Callable[[Scope], Column]:
-        return lambda s: F.try_divide(count_where(is_type("play") & (F.col("play_source") == source)),
-                                      count_where(is_type("play")))
+        return lambda s: F.try_divide(count_where(F.col("play_source") == source), F.count(F.lit(1)))
 
     return [
         Feature("days_since_last_event", "user", "events", CLICKSTREAM, "dt - date of the latest event",
@@ -183,11 +206,11 @@ def _user_single(settings: FeatureSettings) -> list[Feature]:
         Feature("days_since_last_purchase", "user", "events", CLICKSTREAM, "dt - date of the latest `purchase`",
                 f"RFM recency; null = no purchase in the last {w} days", "int", "days",
                 lambda s: F.min(F.when(is_type("purchase"), F.col("days_ago")))),
-        Feature(f"play_from_recommendation_share_{w}d", "user", "events", CLICKSTREAM,
+        Feature(f"play_from_recommendation_share_{w}d", "user", "plays", CLICKSTREAM,
                 "plays whose latest earlier `search` or `click` in the session is a click / plays",
                 "share of plays that followed a click on a recommended item; null = no plays", "double", "share",
                 play_share("recommendation"), w),
-        Feature(f"play_from_search_share_{w}d", "user", "events", CLICKSTREAM,
+        Feature(f"play_from_search_share_{w}d", "user", "plays", CLICKSTREAM,
                 "plays whose latest earlier `search` or `click` in the session is a search / plays",
                 "share of plays that followed a search; null = no plays", "double", "share", play_share("search"), w),
         Feature(f"session_seconds_mean_{w}d", "user", "sessions", CLICKSTREAM,

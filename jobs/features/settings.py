@@ -9,6 +9,9 @@ from typing import Any
 
 from jobs.common.settings import Checker, RowCountGate, load_file
 
+#: active days are counted as the bits of a 64-bit mask of days (registry.distinct_days)
+MAX_WINDOW_DAYS = 64
+
 
 @dataclass(frozen=True)
 class FeatureSettings:
@@ -35,8 +38,8 @@ def parse(raw: Any, path: Path) -> FeatureSettings:
     raw = raw if isinstance(raw, dict) else {}
     windows = raw.get("windows_days")
     windows_ok = isinstance(windows, list) and bool(windows) and all(isinstance(w, int) and w >= 1 for w in windows)
-    check.check(windows_ok and windows == sorted(set(windows)),
-                f"windows_days must be increasing whole days >= 1, got {windows!r}")
+    check.check(windows_ok and windows == sorted(set(windows)) and windows[-1] <= MAX_WINDOW_DAYS,
+                f"windows_days must be increasing whole days from 1 to {MAX_WINDOW_DAYS}, got {windows!r}")
     churn = check.section(check.section(raw, "labels"), "churn", "labels.")
     rows = check.section(raw, "row_count")
     settings = FeatureSettings(

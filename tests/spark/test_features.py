@@ -9,7 +9,7 @@ import math
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
@@ -53,12 +53,13 @@ def by_key(frame, key: str) -> dict[str, dict]:
     return {r[key]: r.asDict() for r in frame.collect()}
 
 
-# --- random streams: events over 31 days around the window, sessions, items; plan histories ---------------
+# --- random streams: events over 31 days around the window, sessions (some null), items; plan histories ---------------
 
 times = st.one_of(st.integers(-31 * 86400, 86400 + 3600),  # anywhere, including after D and in the margin
                   st.sampled_from([0, -1, 86400 - 1, 86400, -28 * 86400, -27 * 86400]))  # on the boundaries
 events_strategy = st.lists(st.tuples(
-    st.sampled_from(reference.USER_TYPES), times, st.integers(0, 9), st.integers(0, 3), st.integers(0, 5),
+    st.sampled_from(reference.USER_TYPES), times, st.integers(0, 9), st.one_of(st.none(), st.integers(0, 3)),
+    st.integers(0, 5),
     st.sampled_from([None, 3.5, 20.0])), min_size=0, max_size=150)
 versions_strategy = st.lists(st.tuples(
     st.integers(0, 11), st.integers(0, 11),  # subscription id, user
@@ -71,8 +72,8 @@ def build_events(drawn: list[tuple]) -> list[dict]:
     out = []
     for n, (kind, seconds, user, session, item, revenue) in enumerate(drawn):
         ts = at(D, seconds)
-        out.append(event(n, kind, ts, user=f"u{user}", session=f"s{user}-{session}", item=f"i{item}",
-                         revenue=revenue if kind == "purchase" else None))
+        out.append(event(n, kind, ts, user=f"u{user}", session=None if session is None else f"s{user}-{session}",
+                         item=f"i{item}", revenue=revenue if kind == "purchase" else None))
     return out
 
 
@@ -104,8 +105,16 @@ def spark_features(spark, events: list[dict], subscriptions: list[dict], users: 
     return compute.user_day(window, state, FEATURES, scope), window
 
 
+MARGIN_DAY_END = -(SETTINGS.longest_window - 1) * 86400  # the first window day's midnight, after the margin day
+#: a session across the window's start: a play on the margin day (not counted) after a search, then a click on the
+#: margin day explains a play after midnight (counted, from a recommendation)
+ACROSS_THE_WINDOW_START = [("search", MARGIN_DAY_END - 60, 1, 0, 0, None), ("play", MARGIN_DAY_END - 30, 1, 0, 0, None),
+                           ("click", MARGIN_DAY_END - 20, 1, 0, 0, None), ("play", MARGIN_DAY_END + 60, 1, 0, 0, None)]
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn_events=events_strategy, drawn_versions=versions_strategy)
+@example(drawn_events=ACROSS_THE_WINDOW_START, drawn_versions=[])
 def test_user_and_item_features_equal_the_reference(spark, drawn_events, drawn_versions):
     events = build_events(drawn_events)
     subscriptions, users = build_history(drawn_versions)

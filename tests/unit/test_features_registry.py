@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from jobs import features_daily, training_set
+from jobs.common import config
 from jobs.common.errors import SettingsError
+from jobs.common.settings import read_yaml
 from jobs.features import catalogue, gate
 from jobs.features.registry import ENTITIES, UnknownFeature, registry, select
 from jobs.features.settings import load, parse
@@ -66,3 +68,11 @@ def test_bad_settings_list_every_problem(tmp_path):
     for problem in ("windows_days must be increasing", "owner", "session_margin_days", "smoothing_strength",
                     "horizon_days", "max_age_days", "min_ratio must be below max_ratio"):
         assert problem in str(error.value)
+
+
+def test_a_window_longer_than_the_active_days_mask_is_refused(tmp_path):
+    path = config.settings_path("features.yaml")
+    raw = {**read_yaml(path, "feature settings"), "windows_days": [1, 7, 90]}
+    with pytest.raises(SettingsError) as error:
+        parse(raw, path)
+    assert "windows_days must be increasing whole days from 1 to 64, got [1, 7, 90]" in str(error.value)
