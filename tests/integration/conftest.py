@@ -80,7 +80,9 @@ def postgres() -> Iterator[Postgres]:
     base = tempfile.mkdtemp(prefix="pg-", dir="/tmp")
     shutil.chown(base, "postgres", "postgres")
     data, port = f"{base}/data", free_port()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    # root may not run the server: as `postgres`, via runuser (in /usr/sbin, which a minimal PATH can leave out)
+    runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or "runuser"
+    as_postgres = [runuser, "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", data, "-U", "postgres", "-A", "trust"],
                    check=True, capture_output=True)
     subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", data, "-l", f"{base}/server.log", "-w", "start", "-o",
