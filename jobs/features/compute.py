@@ -30,10 +30,15 @@ def window_events(bronze: DataFrame, day: dt.date) -> DataFrame:
                          F.datediff(F.lit(day), F.col("dt")).alias("days_ago"))
 
 
+def _in_window(events: DataFrame, key: str, scope: Scope) -> DataFrame:
+    """The events of the longest window (not the margin day) that have the entity's key."""
+    return events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col(key).isNotNull())
+
+
 def sessions(events: DataFrame, key: str, scope: Scope) -> DataFrame:
     """The `sessions` stage's frame: one row per (entity, session_id) with an event in the longest window
     (columns in registry.py)."""
-    in_window = events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col(key).isNotNull())
+    in_window = _in_window(events, key, scope)
 
     def latest(condition: Column) -> Column:
         return F.min(F.when(condition, F.col("days_ago")))
@@ -74,8 +79,7 @@ def _activity(events: DataFrame, entity: Entity, features: tuple[Feature, ...], 
     an aggregation per stage (none with count_distinct, whose Expand repeats every row once per distinct
     aggregate), joined on the entity's key."""
     key = entity.key
-    in_window = events.where(F.col("days_ago") < scope.settings.longest_window).where(F.col(key).isNotNull())
-    activity = _aggregate(in_window, key, _stage(features, "events"), scope)
+    activity = _aggregate(_in_window(events, key, scope), key, _stage(features, "events"), scope)
     frames: dict[str, Callable[[], DataFrame]] = {"sessions": lambda: sessions(events, key, scope),
                                                   "plays": lambda: plays(events, scope)}
     for stage, frame in frames.items():

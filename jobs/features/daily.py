@@ -90,7 +90,7 @@ def find_inputs(lake_fs: LakeFS, lake: Lake, day: dt.date, settings: FeatureSett
 
 def patched(fresh: DataFrame, published: DataFrame, entity: Entity, chosen: tuple[Feature, ...]) -> DataFrame:
     """`--features`: the published rows with only the chosen features replaced. A published key the fresh
-    computation has no row for gets 0 for a chosen count or amount (no events: the computation's own rule)."""
+    computation has no row for gets 0 where the computation itself gives 0 (`Feature.zero_when_absent`)."""
     names = [f.name for f in chosen]
     joined = published.drop(*names).join(fresh.select(entity.key, *names), entity.key, "left")
     zeros = {f.name: 0 for f in chosen if f.zero_when_absent}
