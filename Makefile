@@ -1,6 +1,8 @@
-.PHONY: demo test test-fast setup lint bench catalogue
+.PHONY: demo test test-fast setup lint bench catalogue airflow
 demo:   ## set up from nothing and run the nightly DAG on demo data (airflow dags test)
 	bash scripts/pipeline.sh demo
+airflow:   ## the web UI on the embedded settings and the demo lake (api-server, scheduler, dag-processor, triggerer)
+	bash scripts/pipeline.sh airflow
 test:   ## set up from nothing and run the whole test suite (what CI runs)
 	bash scripts/pipeline.sh test
 test-fast:   ## the quick tier for the inner loop: unit and DAG tests, no Spark, no services

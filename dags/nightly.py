@@ -19,6 +19,9 @@ tonight, `als_params` overrides hyperparameters (e.g. `{"rank": 64, "reg_param":
 `als_search` runs the small hyperparameter search. A new model serves only if it beats the
 champion and the popularity baseline on the holdout; `summarise_als` says which and why.
 
+A scheduled run whose day has no clickstream (`input_landed`: e.g. unpausing the DAG on a machine
+without data) is skipped as a whole at once, so it never holds the run slot ahead of a manual run.
+
 `wait_for_cdc` holds `summarise_outputs` until the `cdc_ingestion` DAG has published the date's
 OLTP tables (`silver/<table>_current`, `_history`); a rejected CDC merge fails it visibly.
 
@@ -49,7 +52,7 @@ from pipeline_airflow.spark import spark_job
 from pipeline_airflow.tasks.ab import publish_ab_report
 from pipeline_airflow.tasks.als import als_due, summarise_als
 from pipeline_airflow.tasks.cdc import wait_for_cdc
-from pipeline_airflow.tasks.clickstream import summarise_outputs
+from pipeline_airflow.tasks.clickstream import input_landed, summarise_outputs
 from pipeline_airflow.tasks.ingest import drain_clickstream
 from pipeline_airflow.tasks.privacy import apply_retention
 
@@ -118,8 +121,9 @@ with DAG(
 
     outputs = summarise_outputs(run_date)
     cdc_ready = wait_for_cdc(run_date)
-    run_date >> drain_clickstream() >> bronze >> outputs >> apply_retention(run_date)
-    cdc_ready >> outputs
+    landed = input_landed(run_date)
+    run_date >> drain_clickstream() >> landed >> bronze >> outputs >> apply_retention(run_date)
+    landed >> cdc_ready >> outputs
     [bronze, cdc_ready] >> features
     bronze >> ab_report >> publish_ab_report(run_date)
     bronze >> als_due(run_date) >> als_train >> summarise_als(run_date)

@@ -12,6 +12,8 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/.airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# A laptop's share: the LocalExecutor starts `parallelism` worker processes (default 32, ~150 MB each, idle)
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-True}"
 LOCAL_SPARK='{"conn_type": "spark", "host": "local[*]"}'
 export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$LOCAL_SPARK}"

@@ -7,9 +7,11 @@ DEMO_DATE="${DEMO_DATE:-2026-11-20}"
 setup() {
   local packages=()
   command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)  # Spark
-  ldconfig -p | grep -q libopenblas.so.0 || packages+=(libopenblas0)     # native BLAS for ALS
+  { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q libopenblas.so.0 || packages+=(libopenblas0)  # BLAS, ALS
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)  # CDC snapshot tests
   [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)          # Spark JDBC driver
+  command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)  # Celery broker (distributed-workers tests)
+  command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)  # validates docker-compose.yaml (tests)
   if [ "${#packages[@]}" -gt 0 ]; then
     echo "== installing Debian packages: ${packages[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
@@ -33,12 +35,12 @@ airflow_db() {
   airflow pools set kafka_drain 1 "serialises Kafka drains" >/dev/null
 }
 
-spark_submit() {  # a job by hand, with the Spark conf the DAG passes (include/pipeline.yaml)
+spark_submit() {  # a job by hand, as the DAG submits it: the Spark conf of include/pipeline.yaml, the code artifact
   local conf
   conf=$(python -c 'from jobs.common import settings
 print(" ".join(f"--conf {k}={v}" for k, v in settings.pipeline().spark_conf.items()))')
   # shellcheck disable=SC2086
-  spark-submit $conf "$@"
+  spark-submit $conf --py-files "$(python -m jobs.common.artifact)" "$@"
 }
 
 start_s3() {  # an S3 API server on loopback standing in for MinIO, with the reports bucket
@@ -172,6 +174,50 @@ with pd.option_context("display.width", 200, "display.max_columns", 20):
 PY
 }
 
+web_ui() {  # api-server, scheduler, dag-processor and triggerer on the embedded settings; Ctrl-C stops them all.
+  # With AIRFLOW__CORE__EXECUTOR=CeleryExecutor (and a broker and a PostgreSQL metadata database configured), a
+  # Celery worker too: the distributed set-up on one machine (docs/OPERATIONS.md).
+  setup
+  airflow_db
+  local port=${AIRFLOW_PORT:-8080} logs="$AIRFLOW_HOME/logs/services" secret="$AIRFLOW_HOME/jwt_secret"
+  mkdir -p "$logs"
+  [ -s "$secret" ] || (umask 077 && python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$secret")
+  export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}" AIRFLOW__API__PORT="$port"
+  export AIRFLOW__CELERY__WORKER_CONCURRENCY="${AIRFLOW__CELERY__WORKER_CONCURRENCY:-$AIRFLOW__CORE__PARALLELISM}"
+  export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"  # this machine only: no TLS, a demo login
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$port/execution/"
+  export AIRFLOW__API_AUTH__JWT_SECRET="${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$secret")}"
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin}"
+  local pids=() name services=(api-server scheduler dag-processor triggerer)
+  [ "$AIRFLOW__CORE__EXECUTOR" = CeleryExecutor ] && services+=("celery worker")
+  for name in "${services[@]}"; do
+    # shellcheck disable=SC2086 ("celery worker" is two words)
+    airflow $name > "$logs/${name// /-}.log" 2>&1 &
+    pids+=($!)
+  done
+  # shellcheck disable=SC2064 (the pids are fixed now; the function's locals are gone when the trap runs)
+  trap "kill ${pids[*]} 2>/dev/null; wait" EXIT
+  trap 'exit 130' INT TERM
+  local deadline=$((SECONDS + 180))
+  until python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+      "http://127.0.0.1:$port/api/v2/version" 2>/dev/null; do
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "an Airflow service exited; logs in $logs" >&2; tail -n 5 "$logs"/*.log; exit 1; }
+    done
+    [ "$SECONDS" -lt "$deadline" ] || { echo "the API server did not answer in 180 s; logs in $logs" >&2; exit 1; }
+    sleep 1
+  done
+  local passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  echo "Airflow UI: http://127.0.0.1:$port"
+  echo "  log in as admin, password: $(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$passwords")"
+  echo "  (generated once, kept in $passwords)"
+  echo "  lake: $PIPELINE_LAKE_ROOT (make demo fills it); DAGs start paused; $AIRFLOW__CORE__EXECUTOR;" \
+       "logs: $logs; Ctrl-C stops them all"
+  wait -n "${pids[@]}"
+  echo "an Airflow service exited; logs in $logs" >&2
+  exit 1
+}
+
 run_tests() {
   setup
   set +e
@@ -186,5 +232,6 @@ case "${1:-}" in
   setup) setup ;;
   demo) demo ;;
   test) shift; run_tests "$@" ;;
-  *) echo "usage: $0 {setup|demo|test [pytest args]}" >&2; exit 2 ;;
+  airflow) web_ui ;;
+  *) echo "usage: $0 {setup|demo|airflow|test [pytest args]}" >&2; exit 2 ;;
 esac

@@ -127,6 +127,10 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     frame["df"] = np.where(is_cont, df_cont, np.nan)
     frame["p_value"] = np.select([is_prop, is_cont], [p_prop, p_cont], p_ratio)
     frame["reason"] = _reasons(frame, control, treatment, settings.min_users_per_arm)
+    # a statistic that still came out NaN (variances too small to represent, e.g. sums of ~1e-300) is no test
+    frame["reason"] = np.where((frame["reason"] == "") & ~np.isfinite(frame["p_value"].to_numpy(float)),
+                               "the test statistic is undefined: the arms' variances are too small to represent",
+                               frame["reason"])
     ok = frame["reason"].to_numpy() == ""
     frame.loc[~ok, ["statistic", "df", "p_value"]] = np.nan
 

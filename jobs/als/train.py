@@ -237,8 +237,8 @@ def _run(spark: SparkSession, this: Run, settings: AlsSettings, search: bool, ex
         finally:
             judging.release()
         decision = registry.decide(metrics["model"], metrics["popularity"], metrics["champion"], settings)
-        manifest = {**{k: report[k] for k in ("run_date", "job", "code_version", "source", "data_window",
-                                               "counts")},
+        manifest = {**{k: report[k] for k in ("run_date", "job", "code_version", "code_artifact", "source",
+                                               "data_window", "counts")},
                     "version": version, "params": dataclasses.asdict(best.params), "search": search,
                     "training": {"seconds": round(best.seconds, 2), "num_blocks": settings.num_blocks,
                                  "checkpoint_interval": settings.checkpoint_interval, "seed": settings.seed,

@@ -8,14 +8,36 @@ and the domain loaders, from the directory `settings_path` names.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import pkgutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.common.errors import PipelineError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def _artifact_record() -> dict[str, str] | None:
+    """`jobs/_artifact.json` when the code runs from the built artifact (jobs/common/artifact.py), else None."""
+    try:
+        data = pkgutil.get_data("jobs", "_artifact.json")
+    except OSError:
+        return None
+    return json.loads(data) if data else None
+
+
+def _checkout() -> Path:
+    """The checkout with `include/`: `$PIPELINE_HOME`, else this file's; when the code runs from the artifact
+    (spark-submit --py-files puts it first on the driver's path), the checkout the artifact was built from."""
+    if os.environ.get("PIPELINE_HOME"):
+        return Path(os.environ["PIPELINE_HOME"])
+    here = Path(__file__).resolve().parents[2]
+    record = None if (here / "include").is_dir() else _artifact_record()
+    return Path(record["built_from"]) if record else here
+
+
+REPO_ROOT = _checkout()
 INCLUDE_DIR = REPO_ROOT / "include"
 JOBS_DIR = REPO_ROOT / "jobs"
 
@@ -135,6 +157,26 @@ def reports_bucket() -> ReportsBucket:
                          os.environ.get("AWS_ENDPOINT_URL") or None, os.environ.get("AWS_DEFAULT_REGION") or None)
 
 
+#: hadoop-aws must match the Hadoop client that pyspark ships (pyspark/jars/hadoop-client-api-<version>.jar).
+HADOOP_VERSION = "3.4.2"
+
+
+def s3a_conf() -> dict[str, str]:
+    """The Spark settings for a lake on `s3a://` (the operator adds them when the lake root is one): the
+    hadoop-aws jar, the endpoint of an S3-compatible store ($AWS_ENDPOINT_URL, path-style, TLS as its scheme
+    says) and credentials from the environment or the instance profile, never in `--conf` (they show in `ps`)."""
+    conf = {"spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
+            "spark.hadoop.fs.s3a.aws.credentials.provider":
+                "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf.update({"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true",
+                     "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower()})
+    if os.environ.get("AWS_DEFAULT_REGION"):
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = os.environ["AWS_DEFAULT_REGION"]
+    return conf
+
+
 def task_retries(default: int) -> int:
     """Airflow task retries: `PIPELINE_TASK_RETRIES` (0 in development and tests) or the configured default."""
     return int(os.environ.get("PIPELINE_TASK_RETRIES", default))
@@ -145,11 +187,32 @@ def quiet_great_expectations() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
+def artifact_dir() -> Path:
+    """Where the code artifact for the executors is built (`$PIPELINE_ARTIFACT_DIR`, default `build/py-files`)."""
+    return Path(os.environ.get("PIPELINE_ARTIFACT_DIR") or REPO_ROOT / "build" / "py-files")
+
+
 @functools.cache
 def code_version() -> str:
     """Git commit of the running code, for manifests; PIPELINE_CODE_VERSION wins (images)."""
-    if os.environ.get("PIPELINE_CODE_VERSION"):
-        return os.environ["PIPELINE_CODE_VERSION"]
+    return os.environ.get("PIPELINE_CODE_VERSION") or git_commit()
+
+
+@functools.cache
+def code_artifact() -> str | None:
+    """The artifact the code runs from (`pipeline-jobs-<hash>.zip`, in every manifest), None outside one
+    (a test, `python -m`)."""
+    record = _artifact_record()
+    return record["name"] if record else None
+
+
+def code_identity() -> dict[str, str | None]:
+    """What every manifest says about the code that wrote it."""
+    return {"code_version": code_version(), "code_artifact": code_artifact()}
+
+
+def git_commit() -> str:
+    """The checkout's commit ("unknown" without git)."""
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],

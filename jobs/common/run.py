@@ -61,7 +61,7 @@ class Run:
     def header(self) -> dict[str, Any]:
         """The keys every manifest of this run starts with."""
         return {"job": self.job, "dt": self.day.isoformat(), "run_id": self.run_id,
-                "code_version": config.code_version(),
+                **config.code_identity(),
                 "started_at": dt.datetime.fromtimestamp(self.started, dt.UTC).isoformat()}
 
     def elapsed(self) -> float:

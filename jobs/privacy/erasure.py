@@ -110,7 +110,7 @@ def run(spark: SparkSession, lake: Lake, day: dt.date, ids: list[str], settings:
                 removed[directory[len(lake.root) + 1:]] = rows
                 log.info("erased %d rows from %s", rows, directory)
     report = {"status": "erased", "dt": day.isoformat(), "run_id": run_id, "job": JOB,
-              "code_version": config.code_version(), "subjects": len(ids), "rows_removed": removed,
+              **config.code_identity(), "subjects": len(ids), "rows_removed": removed,
               "tables_checked": [t.path for t in settings.tables],
               "note": f"raw/ keeps the exact records until its retention ({settings.raw_days} days) deletes them"}
     storage.write_atomic(lake.report_file(STAGE, day, f"erasure-{run_id}.json"),

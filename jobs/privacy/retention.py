@@ -64,7 +64,7 @@ def run(lake: Lake, day: dt.date, settings: PrivacySettings, run_id: str | None 
         with commit.transaction(lake, group, run_id):
             storage.delete(directory)
     report = {"status": "done", "dt": day.isoformat(), "run_id": run_id, "job": JOB,
-              "code_version": config.code_version(), "raw_days": settings.raw_days,
+              **config.code_identity(), "raw_days": settings.raw_days,
               "quarantine_days": settings.quarantine_days,
               "deleted": {"raw": [d[len(lake.root) + 1:] for d in raw],
                           "quarantine": [d[len(lake.root) + 1:] for d, _ in quarantine]}}

@@ -13,6 +13,8 @@ from typing import Any
 
 from airflow.sdk import task
 
+from pipeline_airflow.params import refuse_unknown
+
 
 def run_date_for(run_date_param: str | None, logical_date: dt.datetime | None, run_after: dt.datetime) -> str:
     """The event date (YYYY-MM-DD) a run processes."""
@@ -26,6 +28,8 @@ def run_date_for(run_date_param: str | None, logical_date: dt.datetime | None, r
 
 
 @task(retries=0, doc_md="Resolve the event date this run processes: the `run_date` param, "
-      "else the day before the logical date (or before `run_after` for manual runs).")
+      "else the day before the logical date (or before `run_after` for manual runs). A conf key the DAG "
+      "does not declare (a misspelt param) fails the run here, before anything runs.")
 def resolve_run_date(**context: Any) -> str:
+    refuse_unknown(context)
     return run_date_for(context["params"].get("run_date"), context.get("logical_date"), context["dag_run"].run_after)

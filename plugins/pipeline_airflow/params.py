@@ -1,11 +1,18 @@
 """Trigger-form params shared by the DAGs, as JSON schemas Airflow checks when a run is triggered: typed,
-bounded and titled, so a typo or an absurd value is refused in the form, not hours later in a job."""
+bounded and titled, so a typo or an absurd value is refused in the form, not hours later in a job.
+
+Airflow accepts any other key in a run's conf and passes it on; `refuse_unknown` fails the run's first task on
+one (`run_dte` would otherwise quietly process yesterday), naming the closest declared param."""
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from airflow.sdk import Param
+from airflow.sdk.exceptions import AirflowFailException
 
 from jobs.als.settings import PARAM_BOUNDS
 from jobs.common import config
@@ -41,3 +48,22 @@ def feature_names(title: str, description: str, min_items: int = 0) -> Param:
                     for n in names})
     return Param([], type="array", items={"type": "string", "enum": known}, uniqueItems=True, minItems=min_items,
                  title=title, description=description)
+
+
+def unknown(conf: Mapping[str, Any], declared: Iterable[str]) -> list[str]:
+    """The conf keys a DAG does not declare, each with the closest declared name when there is one."""
+    names = sorted(declared)
+    found = []
+    for key in sorted(set(conf) - set(names)):
+        close = difflib.get_close_matches(key, names, n=1)
+        found.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return found
+
+
+def refuse_unknown(context: Mapping[str, Any]) -> None:
+    """Fail the run (no retry) when its conf has a key the DAG's params do not declare."""
+    declared = context["dag"].params.keys()
+    problems = unknown(context["dag_run"].conf or {}, declared)
+    if problems:
+        raise AirflowFailException(f"unknown param {', '.join(problems)}; {context['dag'].dag_id} takes "
+                                   f"{', '.join(sorted(declared))}. Nothing ran: trigger again with the right names.")

@@ -67,9 +67,13 @@ def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
     dag = dagbag["dags"]["nightly"]
     upstream = {task_id: task["upstream"] for task_id, task in dag["tasks"].items()}
     assert upstream["drain_clickstream"] == ["resolve_run_date"]
-    assert upstream["clickstream_bronze"] == ["drain_clickstream"]
+    assert upstream["input_landed"] == ["drain_clickstream", "resolve_run_date"]
+    assert upstream["clickstream_bronze"] == ["input_landed"]
     assert upstream["summarise_outputs"] == ["clickstream_bronze", "resolve_run_date", "wait_for_cdc"]
-    assert upstream["wait_for_cdc"] == ["resolve_run_date"]
+    assert upstream["wait_for_cdc"] == ["input_landed", "resolve_run_date"]
+    # a scheduled night without data skips everything after it (trigger rules aside), and runs after a
+    # skipped drain (raw source)
+    assert dag["tasks"]["input_landed"]["trigger_rule"] == "none_failed"
     assert dag["tasks"]["wait_for_cdc"]["type"] == "DecoratedSensorOperator"
     assert dag["params"] == ["als_force_retrain", "als_params", "als_search", "experiments", "features",
                              "full_refresh", "run_date"]

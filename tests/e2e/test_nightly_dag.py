@@ -77,7 +77,8 @@ def test_nightly_twice_gives_the_same_partition(env_and_lake, spark, s3_endpoint
     env, lake = env_and_lake
     state, tasks = dags_test(env)
     assert state == "success", tasks
-    assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped", "wait_for_cdc": "success",
+    assert tasks == {"resolve_run_date": "success", "drain_clickstream": "skipped", "input_landed": "success",
+                     "wait_for_cdc": "success",
                      "clickstream_bronze": "success", "summarise_outputs": "success", "apply_retention": "success",
                      "ab_report": "success", "publish_ab_report": "success",
                      "als_due": "success", "als_train": "success", "summarise_als": "success",

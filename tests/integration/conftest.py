@@ -75,6 +75,21 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
+@pytest.fixture
+def s3_lake(s3_endpoint, monkeypatch, request):
+    """A lake rooted in a fresh bucket of the S3 API server (moto's, over HTTP), credentials from the environment."""
+    import boto3
+
+    from jobs.common.paths import Lake
+
+    for name, value in (("AWS_ENDPOINT_URL", s3_endpoint), ("AWS_ACCESS_KEY_ID", "test"),
+                        ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    bucket = f"lake-{request.node.name.lower().replace('_', '-')[:40]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return Lake(f"s3://{bucket}/lake")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     base = tempfile.mkdtemp(prefix="pg-", dir="/tmp")
@@ -91,3 +106,30 @@ def postgres() -> Iterator[Postgres]:
     yield Postgres(port, base)
     subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop"], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A Redis server (Debian's redis-server) on loopback, no persistence: the Celery broker."""
+    port = free_port()
+    home = tmp_path_factory.mktemp("redis")
+    log = open(home / "redis.log", "wb")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(home)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start: see {home}/redis.log")
+        time.sleep(0.2)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+    log.close()

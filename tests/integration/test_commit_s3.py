@@ -6,22 +6,11 @@ from __future__ import annotations
 import json
 import time
 
-import boto3
 import pytest
 
 from jobs.common import commit, settings, storage
 from jobs.common.commit import CommitError, Output
 from jobs.common.paths import Lake
-
-
-@pytest.fixture
-def s3_lake(s3_endpoint, monkeypatch, request):
-    for name, value in (("AWS_ENDPOINT_URL", s3_endpoint), ("AWS_ACCESS_KEY_ID", "test"),
-                        ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_DEFAULT_REGION", "us-east-1")):
-        monkeypatch.setenv(name, value)
-    bucket = f"lake-{request.node.name.lower().replace('_', '-')[:40]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return Lake(f"s3://{bucket}/lake")
 
 
 def test_exclusive_create_is_a_conditional_put(s3_lake):

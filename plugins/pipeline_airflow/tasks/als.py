@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from airflow.sdk import task
 
 from jobs.als import STAGE
 from pipeline_airflow.shared import LAKE, run_report
+
+log = logging.getLogger(__name__)
 
 
 @task.short_circuit(doc_md="""
@@ -23,7 +26,7 @@ def als_due(day: str, **context: Any) -> bool:
 
     due, reason = registry.training_due(LAKE, as_date(day), settings.load(),
                                         force=bool(context["params"].get("als_force_retrain")))
-    print(f"ALS training {'due' if due else 'not due'}: {reason}")
+    log.info("ALS training %s: %s", "due" if due else "not due", reason)
     return due
 
 
@@ -31,6 +34,6 @@ def als_due(day: str, **context: Any) -> bool:
       "promoted or not and why, the metrics against popularity and the champion.")
 def summarise_als(day: str) -> dict[str, Any]:
     report = run_report(STAGE, day)
-    print(f"ALS {report['status']}: {report['reason']}")
-    print(json.dumps({k: report.get(k) for k in ("version", "champion", "metrics", "counts")}, indent=2))
+    log.info("ALS %s: %s\n%s", report["status"], report["reason"],
+             json.dumps({k: report.get(k) for k in ("version", "champion", "metrics", "counts")}, indent=2))
     return {k: report.get(k) for k in ("status", "reason", "version", "champion", "promoted")}

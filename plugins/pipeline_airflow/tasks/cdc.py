@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from airflow.sdk import PokeReturnValue, task
@@ -10,6 +11,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from jobs.cdc import STAGE
 from pipeline_airflow.shared import AIRFLOW, CDC, run_report
+
+log = logging.getLogger(__name__)
 
 
 @task.short_circuit(ignore_downstream_trigger_rules=False, trigger_rule="none_failed", doc_md="""
@@ -20,7 +23,10 @@ def snapshot_requested(**context: Any) -> bool:
     tables = list(context["params"].get("snapshot_tables") or [])
     for name in tables:
         CDC.table(name)  # an unknown table fails here, before Spark starts
-    print(f"snapshot of {tables}" if tables else "no snapshot requested: incremental merge only")
+    if tables:
+        log.info("snapshot of %s", tables)
+    else:
+        log.info("no snapshot requested: incremental merge only")
     return bool(tables)
 
 
@@ -30,7 +36,7 @@ def summarise_cdc(day: str) -> dict[str, Any]:
     report = run_report(STAGE, day)
     summary = {"status": report["status"], "counts": report["counts"], "tables": {
         name: m["counts"] for name, m in report["tables"].items()}}
-    print(json.dumps(summary, indent=2))
+    log.info("CDC merge of %s:\n%s", day, json.dumps(summary, indent=2))
     return summary
 
 
@@ -43,7 +49,7 @@ this task at once (not retried); no report within `cdc_wait_timeout_hours` fails
 def wait_for_cdc(day: str) -> PokeReturnValue:
     report = run_report(STAGE, day)
     if report is None:
-        print(f"no CDC merge for {day} yet (reports/cdc/dt={day}/run.json); waiting")
+        log.info("no CDC merge for %s yet (reports/cdc/dt=%s/run.json); waiting", day, day)
         return PokeReturnValue(is_done=False)
     if report["status"] != "published":
         raise AirflowFailException(f"the CDC merge for {day} was rejected by validation (run {report['run_id']}); "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import task
 
 from pipeline_airflow.shared import LAKE
+
+log = logging.getLogger(__name__)
 
 
 @task(doc_md="""
@@ -15,11 +18,10 @@ bytes of every record, consent or not), quarantine partitions and rejected batch
 `quarantine_days`. The report lists what went: `reports/privacy/dt=D/retention-<run>.json`.
 """)
 def apply_retention(day: str) -> dict[str, Any]:
-    import json
-
     from jobs.common.paths import as_date
     from jobs.privacy import retention, settings
 
     report = retention.run(LAKE, as_date(day), settings.load())
-    print(json.dumps({k: len(v) for k, v in report["deleted"].items()}))
-    return {k: len(v) for k, v in report["deleted"].items()}
+    deleted = {k: len(v) for k, v in report["deleted"].items()}
+    log.info("retention deleted %s", deleted)
+    return deleted
