@@ -1,4 +1,4 @@
-.PHONY: demo test test-fast setup lint bench catalogue airflow
+.PHONY: demo test test-fast setup lint bench bench-nightly catalogue airflow
 demo:   ## set up from nothing and run the nightly DAG on demo data (airflow dags test)
 	bash scripts/pipeline.sh demo
 airflow:   ## the web UI on the embedded settings and the demo lake (api-server, scheduler, dag-processor, triggerer)
@@ -16,3 +16,5 @@ catalogue: setup   ## regenerate the feature catalogue (docs/FEATURES.md, includ
 bench: setup   ## raw->bronze vs DuckDB, Kafka drain, A/B report at scale, ALS vs implicit, CDC merge vs DuckDB; figures in docs/BENCHMARKS.md
 	. scripts/env.sh && python benchmarks/bronze_vs_duckdb.py && python benchmarks/kafka_drain_throughput.py \
 	  && python benchmarks/ab_report_scale.py && python benchmarks/als_vs_implicit.py && python benchmarks/cdc_merge_scale.py
+bench-nightly: setup   ## the nightly DAG end to end at 1 M and 10 M events/day, per task, local[*] vs a 2-worker cluster (~2 h)
+	. scripts/env.sh && python benchmarks/nightly_end_to_end.py

@@ -34,15 +34,16 @@ def generate(ctx: Context) -> list[Outcome]:
     written = {}
     for n in range(args.days):
         day = args.start_date + dt.timedelta(days=n)
-        records = clickstream.generate_day(population, day, args.events_per_day, args.seed, args.topic)
-        if args.bootstrap_servers:
-            kafka.produce(records, args.bootstrap_servers)
-            log.info("%s: produced %d records to %s", day, len(records), args.topic)
-        else:
-            files = raw_zone.write_grouped(lake, records)
-            log.info("%s: wrote %d records in %d raw files under %s", day, len(records), len(files),
-                     lake.raw_topic(args.topic))
-        written[day.isoformat()] = len(records)
+        written[day.isoformat()] = 0
+        for records in clickstream.day_in_parts(population, day, args.events_per_day, args.seed, args.topic):
+            if args.bootstrap_servers:
+                kafka.produce(records, args.bootstrap_servers)
+                log.info("%s: produced %d records to %s", day, len(records), args.topic)
+            else:
+                files = raw_zone.write_grouped(lake, records)
+                log.info("%s: wrote %d records in %d raw files under %s", day, len(records), len(files),
+                         lake.raw_topic(args.topic))
+            written[day.isoformat()] += len(records)
     record = {"clickstream_records": written}
     if args.oltp_from:
         oltp = shop.generate(lake, list(population.user_ids), population.item_price, clickstream.genres(population),

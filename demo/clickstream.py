@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,6 +28,8 @@ from demo.kafka import assign_offsets
 from demo.settings import DemoSettings
 from jobs.ingest import raw_zone
 
+#: The most events generated and held at once (~3 GB of memory per million): a bigger day is made in parts.
+PART_EVENTS = 1_000_000
 HOUR_WEIGHTS = np.array([1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 6, 6, 5, 5, 5, 6, 7, 8, 9, 9, 8, 5, 3], float)
 
 
@@ -106,9 +109,10 @@ def _ip(rng: np.random.Generator) -> str:
     return ".".join(str(x) for x in rng.integers(1, 255, 4))
 
 
-def day_frame(population: Population, day: dt.date, events: int,
-              rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """One day of valid events as a frame, with each event's time (epoch ms) and user index."""
+def day_frame(population: Population, day: dt.date, events: int, rng: np.random.Generator,
+              part: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One day of valid events (or one part of a day: its sessions have their own ids) as a frame, with each
+    event's time (epoch ms) and user index."""
     s = population.settings
     mean_len = s.mean_events_per_session
     lengths = rng.geometric(1.0 / mean_len, int(events / mean_len * 1.5) + 10)
@@ -153,7 +157,8 @@ def day_frame(population: Population, day: dt.date, events: int,
         "event_type": event_type,
         "event_ts": np.char.add(np.datetime_as_string(event_ms.astype("datetime64[ms]"), unit="ms"), "Z"),
         "user_id": population.user_ids[user],
-        "session_id": [f"s{day.toordinal()}-{x}" for x in session],
+        "session_id": [f"s{day.toordinal()}-{x}" for x in session] if part == 0
+                      else [f"s{day.toordinal()}-{part}.{x}" for x in session],
         "item_id": np.where(is_search, None, np.char.add("i", np.char.zfill(item.astype(str), 6))),
         "query": np.where(is_search, np.char.add(np.char.add(words[cluster % len(words)], " "),
                                                  rng.integers(1, 50, events).astype(str)), None),
@@ -170,12 +175,13 @@ def day_frame(population: Population, day: dt.date, events: int,
     return frame, event_ms, user
 
 
-def generate_day(population: Population, day: dt.date, events: int, seed: int,
-                 topic: str) -> list[raw_zone.RawRecord]:
-    """One day of events as Kafka records (partition, offset, timestamp), bad ones included."""
+def generate_day(population: Population, day: dt.date, events: int, seed: int, topic: str, part: int = 0,
+                 next_offsets: dict[int, int] | None = None) -> list[raw_zone.RawRecord]:
+    """One day of events as Kafka records (partition, offset, timestamp), bad ones included; or part `part` of a
+    day, its own random stream, offsets continuing from `next_offsets` (updated)."""
     s = population.settings
-    rng = np.random.default_rng([seed, day.toordinal()])
-    frame, event_ms, user = day_frame(population, day, events, rng)
+    rng = np.random.default_rng([seed, day.toordinal()] + ([part] if part else []))
+    frame, event_ms, user = day_frame(population, day, events, rng, part)
     lines = frame.to_json(orient="records", lines=True).splitlines()
     delay_ms = (rng.lognormal(7.3, 1.0, events)).astype(np.int64)  # median ~1.5 s to reach Kafka
     late = rng.random(events) < 0.003
@@ -188,7 +194,18 @@ def generate_day(population: Population, day: dt.date, events: int, seed: int,
     kafka_ms = np.r_[kafka_ms, [ms for _, ms in extra]].astype(np.int64)
     partitions = np.r_[partitions, partitions[[i for i, _ in extra]]].astype(int)
     keys = np.r_[keys, keys[[i for i, _ in extra]]]
-    return assign_offsets(topic, day, values, keys, partitions, kafka_ms)
+    return assign_offsets(topic, day, values, keys, partitions, kafka_ms, next_offsets)
+
+
+def day_in_parts(population: Population, day: dt.date, events: int, seed: int,
+                 topic: str) -> Iterator[list[raw_zone.RawRecord]]:
+    """A day's records in parts of at most PART_EVENTS events, so that 10 million a day fit in memory; a day
+    that fits in one part is exactly `generate_day`'s."""
+    parts = -(-events // PART_EVENTS)
+    next_offsets: dict[int, int] = {}
+    for part in range(parts):
+        yield generate_day(population, day, events // parts + (part < events % parts), seed, topic, part,
+                           next_offsets)
 
 
 def _corrupt(lines: list[str], rng: np.random.Generator, kinds: list[str],

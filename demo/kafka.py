@@ -14,12 +14,13 @@ EPOCH = dt.date(2000, 1, 1)
 OFFSETS_PER_DAY = 10**8  # simulated Kafka offsets: each generated day owns its own range
 
 
-def assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndarray,
-                   partitions: np.ndarray, kafka_ms: np.ndarray) -> list[raw_zone.RawRecord]:
-    """Records in (partition, timestamp) order with consecutive offsets per partition, in the day's own range."""
+def assign_offsets(topic: str, day: dt.date, values: list[bytes], keys: np.ndarray, partitions: np.ndarray,
+                   kafka_ms: np.ndarray, next_offsets: dict[int, int] | None = None) -> list[raw_zone.RawRecord]:
+    """Records in (partition, timestamp) order with consecutive offsets per partition, in the day's own range,
+    continuing from `next_offsets` (a day made in parts; updated in place)."""
     order = np.lexsort((kafka_ms, partitions))
     base = (day - EPOCH).days * OFFSETS_PER_DAY
-    records, seq = [], {}
+    records, seq = [], next_offsets if next_offsets is not None else {}
     for i in order:
         p = int(partitions[i])
         offset = base + seq.get(p, 0)

@@ -141,3 +141,24 @@ def test_every_settings_problem_is_listed_at_once(tmp_path, monkeypatch):
     for problem in ("settings.taste_clusters must be an integer >= 1, got 0", "bad_event_kinds must be among",
                     "experiments[1]: 'variant_c' is not one of its variants", "oltp.cancel_share must be a finite"):
         assert problem in message
+
+
+def test_a_day_that_fits_in_one_part_is_generate_days(population, day_records):
+    parts = list(gen.day_in_parts(population, DAY, 20_000, 7, "clickstream"))
+    assert len(parts) == 1 and [r.value for r in parts[0]] == [r.value for r in day_records]
+
+
+def test_a_big_day_in_parts_has_all_its_events_distinct_sessions_and_consecutive_offsets(population, monkeypatch):
+    monkeypatch.setattr(gen, "PART_EVENTS", 8_000)
+    parts = list(gen.day_in_parts(population, DAY, 20_000, 7, "clickstream"))
+    assert len(parts) == 3
+    valid = [[e for e in _events(part) if isinstance(e, dict) and isinstance(e.get("session_id"), str)]
+             for part in parts]
+    sessions = [{e["session_id"] for e in part} for part in valid]
+    assert not sessions[0] & sessions[1] and not sessions[1] & sessions[2] and not sessions[0] & sessions[2]
+    assert sum(len(part) for part in valid) >= 20_000 * 0.97  # ~1 % bad, re-deliveries counted twice
+    offsets: dict[int, list[int]] = {}
+    for record in [r for part in parts for r in part]:
+        offsets.setdefault(record.partition, []).append(record.offset)
+    for found in offsets.values():  # each partition's offsets continue across the parts: no gap, no repeat
+        assert found == list(range(found[0], found[0] + len(found)))
