@@ -151,14 +151,14 @@ def day_frame(population: Population, day: dt.date, events: int, rng: np.random.
     is_search = event_type == "search"
     words = np.array(s.genre_words)
     ids = rng.integers(0, 2**63, (events, 2))
+    session_part = f"{part}." if part else ""  # part 0 keeps the ids a one-part day always had
 
     frame = pd.DataFrame({
         "event_id": [f"{a:016x}{b:016x}" for a, b in ids],
         "event_type": event_type,
         "event_ts": np.char.add(np.datetime_as_string(event_ms.astype("datetime64[ms]"), unit="ms"), "Z"),
         "user_id": population.user_ids[user],
-        "session_id": [f"s{day.toordinal()}-{x}" for x in session] if part == 0
-                      else [f"s{day.toordinal()}-{part}.{x}" for x in session],
+        "session_id": [f"s{day.toordinal()}-{session_part}{x}" for x in session],
         "item_id": np.where(is_search, None, np.char.add("i", np.char.zfill(item.astype(str), 6))),
         "query": np.where(is_search, np.char.add(np.char.add(words[cluster % len(words)], " "),
                                                  rng.integers(1, 50, events).astype(str)), None),
