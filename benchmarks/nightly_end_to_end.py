@@ -128,10 +128,19 @@ def cluster_settings(where: Path, cluster: Cluster) -> Path:
     return where
 
 
+def link_raw_copy_rest(source: str, target: str) -> None:
+    """The night's copy of the prepared lake: the raw zone (19 GB at 10 M/day, only ever read) hard-linked, the
+    rest (rewritten by rename, but lock files are updated in place) copied."""
+    if f"{os.sep}raw{os.sep}" in source:
+        os.link(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
 def night(base: Path, mode: str, extra: dict[str, str]) -> dict:
     lake, home = base / mode / "lake", base / mode / "airflow"
     shutil.rmtree(base / mode, ignore_errors=True)
-    shutil.copytree(base / "lake", lake)
+    shutil.copytree(base / "lake", lake, copy_function=link_raw_copy_rest)
     env = environment(lake, home, extra)
     airflow_home(home, env)
     walls = {"cdc_ingestion": dag_test("cdc_ingestion", {"run_date": DAY.isoformat()}, env, home / "cdc.log"),
