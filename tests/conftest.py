@@ -1,4 +1,5 @@
-"""Shared fixtures: one SparkSession for the whole run, a fresh lake per test, event builders; test tiers.
+"""Shared fixtures: one SparkSession per test process (two with `-n 2`), a fresh lake per test, event builders;
+test tiers.
 
 Every test gets the marker of its folder (`unit`, `dags`, `spark`, `integration`, `e2e`), so a tier runs
 alone: `make test-fast` is `-m "unit or dags"`. A unit or DAG test that asks for Spark is an error: the
