@@ -33,14 +33,13 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
+from submit import spark_submit, timed
 
-from jobs.common import artifact, config, settings
+from jobs.common import config
 
 sys.path.insert(0, str(config.REPO_ROOT))  # the cluster the tests start: tests/spark_cluster.py
 from tests.spark_cluster import Cluster  # noqa: E402
@@ -49,17 +48,6 @@ DAY = dt.date(2026, 11, 20)
 ITEMS = 20_000
 #: Tasks shown in the breakdown, in the order the night runs them; the rest are summed as "other".
 SPARK_TASKS = ("cdc_merge", "privacy_erasure", "clickstream_bronze", "ab_report", "als_train", "features_daily")
-
-
-def timed(command: list[str], env: dict[str, str], log: Path) -> float:
-    """Run a command, its output in `log`; the wall seconds, or exit with the log's tail."""
-    started = time.monotonic()
-    with log.open("ab") as out:
-        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command[:4])} ... failed ({done.returncode}); last lines of {log}:\n"
-                 + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
-    return time.monotonic() - started
 
 
 def environment(lake: Path, home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -89,12 +77,6 @@ def task_seconds(home: Path) -> dict[str, float]:
                                    .total_seconds(), 1) for dag, task, start, end in found}
 
 
-def spark_submit(job: str, args: list[str], env: dict[str, str], log: Path) -> float:
-    conf = [a for key, value in settings.pipeline().spark_conf.items() for a in ("--conf", f"{key}={value}")]
-    return timed(["spark-submit", *conf, "--py-files", str(artifact.build()), str(config.JOBS_DIR / f"{job}.py"),
-                  *args], env, log)
-
-
 def prepare(base: Path, events: int, history_days: int) -> dict[str, float]:
     """The lake the nights start from; its set-up times."""
     lake, home = base / "lake", base / "airflow"
@@ -119,10 +101,8 @@ def prepare(base: Path, events: int, history_days: int) -> dict[str, float]:
 def cluster_settings(where: Path, cluster: Cluster) -> Path:
     """A `PIPELINE_CONFIG_DIR` whose pipeline.yaml is the project's plus what this cluster needs."""
     raw = yaml.safe_load(config.settings_path("pipeline.yaml").read_text())
-    conf = {**cluster.conf(), "spark.executor.memory": "4g",
-            "spark.sql.shuffle.partitions": raw["spark_conf"]["spark.sql.shuffle.partitions"],
-            "spark.driver.memory": raw["spark_conf"]["spark.driver.memory"]}
-    raw["spark_conf"] = {**raw["spark_conf"], **conf}
+    # the project's conf over the cluster's test sizing (4 shuffle partitions, 1g driver); executors of 4g
+    raw["spark_conf"] = {**cluster.conf(), **raw["spark_conf"], "spark.executor.memory": "4g"}
     where.mkdir(parents=True, exist_ok=True)
     (where / "pipeline.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return where

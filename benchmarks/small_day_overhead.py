@@ -17,10 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from jobs.common import artifact, config, settings
+from submit import spark_submit
 
 SETTING = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
 DAY = "2026-11-20"
@@ -34,16 +33,11 @@ def tasks_in(event_log_dir: Path) -> int:
 
 def run_bronze(lake: Path, coalesce_cached: bool, work: Path) -> tuple[float, int]:
     events = Path(tempfile.mkdtemp(prefix="events-", dir=work))
-    conf = {**settings.pipeline().spark_conf, SETTING: str(coalesce_cached).lower(), "spark.ui.enabled": "false",
-            "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
-            "spark.eventLog.compress": "false"}
-    command = ["spark-submit", *[a for k, v in conf.items() for a in ("--conf", f"{k}={v}")],
-               "--py-files", str(artifact.build()), str(config.JOBS_DIR / "clickstream_bronze.py"),
-               "--date", DAY, "--lake-root", lake.as_uri(), "--refresh", "full"]
-    started = time.monotonic()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "PIPELINE_MODE": "demo"})
-    return time.monotonic() - started, tasks_in(events)
+    conf = {SETTING: str(coalesce_cached).lower(), "spark.ui.enabled": "false", "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"}
+    seconds = spark_submit("clickstream_bronze", ["--date", DAY, "--lake-root", lake.as_uri(), "--refresh", "full"],
+                           {**os.environ, "PIPELINE_MODE": "demo"}, work / "bronze.log", conf)
+    return seconds, tasks_in(events)
 
 
 def main() -> None:

@@ -1,0 +1,31 @@
+"""Running a job as the DAG does, for the benchmarks: `spark-submit` with the pipeline's Spark conf and the code
+artifact (`--py-files`), its output kept in a log, its wall time returned."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobs.common import artifact, config, settings
+
+
+def timed(command: list[str], env: dict[str, str], log: Path) -> float:
+    """Run a command, its output in `log`; the wall seconds, or exit with the log's tail."""
+    started = time.monotonic()
+    with log.open("ab") as out:
+        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command[:4])} ... failed ({done.returncode}); last lines of {log}:\n"
+                 + "\n".join(log.read_text(errors="replace").splitlines()[-25:]))
+    return time.monotonic() - started
+
+
+def spark_submit(job: str, args: list[str], env: dict[str, str], log: Path,
+                 conf: dict[str, str] | None = None) -> float:
+    """`jobs/<job>.py` by spark-submit with `pipeline.yaml`'s `spark_conf` (and `conf` on top); the wall seconds."""
+    merged = {**settings.pipeline().spark_conf, **(conf or {})}
+    options = [a for key, value in merged.items() for a in ("--conf", f"{key}={value}")]
+    return timed(["spark-submit", *options, "--py-files", str(artifact.build()), str(config.JOBS_DIR / f"{job}.py"),
+                  *args], env, log)
