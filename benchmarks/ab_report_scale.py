@@ -8,7 +8,11 @@ experiments = 10M exposure rows, plus outcome events), then times separately
 * the driver-side statistics (`jobs.ab.analysis.build_report`, vectorised numpy/scipy), and
   as a peer the same frequentist tests done one comparison at a time with statsmodels/scipy.
 
-    python benchmarks/ab_report_scale.py [--users 2000000] [--work-dir /tmp/ab-bench]
+`--report-only` skips Spark: counts of the same shape (200 x 3 x 10, cumulative and 4 day slices) are made
+with numpy, and the CPU time of what the nightly writes is measured: build_report, report.json and report.html
+(with 5 nights of history, so every experiment has its lift chart).
+
+    python benchmarks/ab_report_scale.py [--users 2000000] [--work-dir /tmp/ab-bench] [--report-only]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -116,11 +121,60 @@ def peer_loop(comps) -> float:
     return time.perf_counter() - started
 
 
+def synthetic_counts(reg: registry.Registry, users: int) -> pd.DataFrame:
+    """Counts in the interchange format, as the aggregation would give for `users` users in 5 experiments each:
+    cumulative rows plus 4 day slices per experiment x variant x metric, with consistent sums."""
+    rng = np.random.default_rng(11)
+    per_arm = users * PER_USER // EXPERIMENTS // len(VARIANTS)
+    rows = []
+    for exp in reg.experiments:
+        for v, variant in enumerate(VARIANTS):
+            for day in (None, 0, 1, 2, 3):
+                n = float(per_arm if day is None else per_arm * (4 - day) // 4)
+                for name, metric in reg.metrics.items():
+                    row = {"experiment_id": exp.id, "variant": variant, "metric": name, "day": day, "count": n}
+                    if metric.kind == "proportion":
+                        conversions = float(rng.binomial(int(n), 0.1 * (1 + 0.02 * v)))
+                        row.update(main_sum=conversions, main_sum_squares=conversions)
+                    else:
+                        y = rng.gamma(2.0, 1.5, int(n))
+                        row.update(main_sum=y.sum(), main_sum_squares=(y * y).sum())
+                        if metric.kind == "ratio":
+                            d = rng.poisson(4, int(n)) + 1.0
+                            row.update(denominator_sum=d.sum(), denominator_sum_squares=(d * d).sum(),
+                                       main_denominator_sum_product=(y * d).sum())
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def report_only(users: int) -> None:
+    """CPU seconds of the report's statistics and of writing report.json and report.html, no Spark."""
+    reg = bench_registry()
+    counts = synthetic_counts(reg, users)
+    started = time.process_time()
+    report = analysis.build_report(counts, reg, DAY)
+    built = time.process_time()
+    text = json.dumps(report, allow_nan=False)
+    dumped = time.process_time()
+    tonight = outputs.history_rows(report)
+    history = pd.concat([tonight.assign(report_date=str(DAY - dt.timedelta(days=n))) for n in range(5)])
+    html = render.report_html(report, history)
+    rendered = time.process_time()
+    print(f"report for {len(report['experiments'])} experiments x {len(VARIANTS)} arms x {len(METRICS)} metrics "
+          f"({len(counts):,} count rows), CPU seconds:")
+    print(f"  build_report {built - started:.2f} s, report.json {dumped - built:.2f} s ({len(text) / 1e6:.1f} MB), "
+          f"report.html {rendered - dumped:.2f} s ({len(html) / 1e6:.1f} MB); total {rendered - started:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=2_000_000)
     parser.add_argument("--work-dir", default="/tmp/ab-bench")
+    parser.add_argument("--report-only", action="store_true", help="no Spark: the report's CPU time alone")
     args = parser.parse_args()
+    if args.report_only:
+        report_only(args.users)
+        return
     work = Path(args.work_dir)
     shutil.rmtree(work, ignore_errors=True)
     spark = (SparkSession.builder.master("local[*]").config("spark.driver.memory", "8g")

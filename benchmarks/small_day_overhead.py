@@ -1,9 +1,11 @@
-"""What a small day costs: the bronze job by spark-submit on a 5,000-event day, Spark's tasks counted.
+"""What a small day costs: the bronze job by spark-submit on a 5,000-event day, Spark's tasks and CPU counted.
 
 With 200 shuffle partitions (what a 10 M-event day needs), adaptive execution coalesces a small day's shuffles to
 a few partitions, except for a frame the job caches (bronze's day rows): Spark keeps a cached plan's partitioning
-unless `spark.sql.optimizer.canChangeCachedPlanOutputPartitioning` is on. This runs the job both ways on the same
-day, alternately, and reads the task count from Spark's event log.
+unless `spark.sql.optimizer.canChangeCachedPlanOutputPartitioning` is on. A short run is also dominated by the
+JVM compiling Spark's code: the tests start their spark-submits with C1 only and the serial collector
+(`SPARK_SUBMIT_OPTS`, tests/conftest.py). This runs the job three ways on the same day, alternately, and reads
+the task count from Spark's event log and the CPU time from the children's resource usage.
 
     python benchmarks/small_day_overhead.py [--events 5000] [--repeats 2]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,7 +25,14 @@ from pathlib import Path
 from submit import spark_submit
 
 SETTING = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
+SHORT_RUN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # as tests/conftest.py
 DAY = "2026-11-20"
+#: label -> (cached frames coalesced, SPARK_SUBMIT_OPTS)
+VARIANTS = {
+    "cached frames keep 200 partitions (Spark's default)": (False, ""),
+    "cached frames coalesced (pipeline.yaml)": (True, ""),
+    "... and the tests' JVM options (C1 JIT, serial GC)": (True, SHORT_RUN_JVM_OPTIONS),
+}
 
 
 def tasks_in(event_log_dir: Path) -> int:
@@ -31,13 +41,21 @@ def tasks_in(event_log_dir: Path) -> int:
     return sum(1 for line in log.open() if json.loads(line)["Event"] == "SparkListenerTaskEnd")
 
 
-def run_bronze(lake: Path, coalesce_cached: bool, work: Path) -> tuple[float, int]:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_bronze(lake: Path, coalesce_cached: bool, jvm_options: str, work: Path) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (spark-submit and everything it started) and Spark tasks of one run."""
     events = Path(tempfile.mkdtemp(prefix="events-", dir=work))
     conf = {SETTING: str(coalesce_cached).lower(), "spark.ui.enabled": "false", "spark.eventLog.enabled": "true",
             "spark.eventLog.dir": events.as_uri(), "spark.eventLog.compress": "false"}
+    env = {**os.environ, "PIPELINE_MODE": "demo", "SPARK_SUBMIT_OPTS": jvm_options}
+    cpu = children_cpu()
     seconds = spark_submit("clickstream_bronze", ["--date", DAY, "--lake-root", lake.as_uri(), "--refresh", "full"],
-                           {**os.environ, "PIPELINE_MODE": "demo"}, work / "bronze.log", conf)
-    return seconds, tasks_in(events)
+                           env, work / "bronze.log", conf)
+    return seconds, children_cpu() - cpu, tasks_in(events)
 
 
 def main() -> None:
@@ -51,16 +69,18 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "demo", "--start-date", DAY, "--days", "1", "--events-per-day",
                         str(args.events), "--users", "300", "--items", "100", "--lake-root", lake.as_uri()],
                        check=True, stdout=subprocess.DEVNULL)
-        runs: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
+        runs: dict[str, list[tuple[float, float, int]]] = {label: [] for label in VARIANTS}
         for _ in range(args.repeats):
-            for coalesce_cached in (False, True):
-                runs[coalesce_cached].append(run_bronze(lake, coalesce_cached, work))
-    print(f"bronze, one day of {args.events:,} events, spark-submit wall time (median of {args.repeats}) and tasks:")
-    for coalesce_cached, measured in runs.items():
-        print(f"  {SETTING}={str(coalesce_cached).lower()}: {statistics.median(s for s, _ in measured):.1f} s, "
-              f"{measured[0][1]} tasks")
-    ratio = statistics.median(s for s, _ in runs[False]) / statistics.median(s for s, _ in runs[True])
-    print(f"  coalescing cached frames: {ratio:.2f}x faster")
+            for label, (coalesce_cached, jvm_options) in VARIANTS.items():
+                runs[label].append(run_bronze(lake, coalesce_cached, jvm_options, work))
+    print(f"bronze, one day of {args.events:,} events by spark-submit (median of {args.repeats}):")
+    medians = {label: (statistics.median(r[0] for r in measured), statistics.median(r[1] for r in measured),
+                       measured[0][2]) for label, measured in runs.items()}
+    for label, (wall, cpu, tasks) in medians.items():
+        print(f"  {label}: {wall:.1f} s wall, {cpu:.1f} s CPU, {tasks} tasks")
+    (default, coalesced, short) = medians.values()
+    print(f"  coalescing cached frames: {default[0] / coalesced[0]:.2f}x faster")
+    print(f"  the tests' JVM options: {coalesced[0] / short[0]:.2f}x faster, {coalesced[1] / short[1]:.2f}x less CPU")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ conventions are in docs/AB_REPORTS.md.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 from typing import Any
 
@@ -20,7 +19,7 @@ from jobs.ab import stats
 from jobs.ab.counts import UNREGISTERED, empty_diagnostics, normalise
 from jobs.ab.registry import Experiment, Registry, Settings
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 TESTS = {"proportion": "two_proportion_z_pooled", "continuous": "welch_t", "ratio": "delta_method_z"}
 MAX_LISTED_VARIANTS = 10  # unregistered variants named one by one in a report; the rest summed
 PROPORTION_MIN_COUNT = 5  # normal approximation: >= 5 conversions and non-conversions per arm
@@ -32,6 +31,11 @@ def _num(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _p(value: float | None) -> str:
+    """A p-value in a sentence: `= 0.0412`, or `< 0.001` (the tables hold the exact number)."""
+    return "n/a" if value is None else ("< 0.001" if value < 0.001 else f"= {value:.3g}")
 
 
 def _pct(value: float | None) -> str:
@@ -131,12 +135,16 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     frame["reason"] = np.where((frame["reason"] == "") & ~np.isfinite(frame["p_value"].to_numpy(float)),
                                "the test statistic is undefined: the arms' variances are too small to represent",
                                frame["reason"])
+    small = is_prop & (control.n >= 1) & (treatment.n >= 1) & (frame["reason"].to_numpy() != "")
+    frame["small_sample"] = small
+    frame.loc[small, "reason"] = ""
     ok = frame["reason"].to_numpy() == ""
-    frame.loc[~ok, ["statistic", "df", "p_value"]] = np.nan
+    frame.loc[~ok | small, ["statistic", "df", "p_value"]] = np.nan
 
     z_lift = stats.lift(control, treatment, alpha, alt)
     t_lift = stats.lift(control, treatment, alpha, alt, df_cont)
-    frame["ci_level"] = np.where(alt == "two-sided", 1 - alpha, 1 - 2 * alpha)
+    frame["ci_alpha"] = np.where(alt == "two-sided", alpha, 2 * alpha)
+    frame["ci_level"] = 1 - frame["ci_alpha"]
     frame["control_mean"], frame["treatment_mean"] = control.mean, treatment.mean
     frame["absolute_lift"], frame["relative_lift"] = z_lift.absolute, z_lift.relative
     for name, (zs, ts) in {"absolute_ci": (z_lift.absolute_ci, t_lift.absolute_ci),
@@ -146,6 +154,9 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     frame["relative_reason"] = np.where(~ok, frame["reason"],
                                         np.where(control.mean == 0, "control mean is 0: relative lift undefined", ""))
     frame.loc[frame["relative_reason"] != "", ["relative_ci_low", "relative_ci_high"]] = np.nan
+    # H0: treatment / control = 1 by the delta method (z), beside the test of the difference
+    frame["relative_p_value"] = np.where(frame["relative_reason"] == "", stats.p_value(
+        stats.divide(z_lift.relative, z_lift.relative_se), alt), np.nan)
 
     var_diff = control.var_of_mean + treatment.var_of_mean
     seq = stats.msprt(treatment.mean - control.mean, var_diff, (frame["mde"].to_numpy(float) * control.mean) ** 2,
@@ -156,12 +167,47 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     frame["seq_reason"] = np.where(ok, np.where(seq_ok, "", "control mean is 0: the mixing scale (mde x control "
                                                 "mean) is 0"), frame["reason"])
     _add_cuped(frame, ok, alt, alpha)
+    _add_exact(frame, small, control, treatment, alt, alpha)
+    frame["rate_ci_c_low"], frame["rate_ci_c_high"] = stats.wilson_interval(control.mean * control.n, control.n,
+                                                                           frame["ci_alpha"])
+    frame["rate_ci_t_low"], frame["rate_ci_t_high"] = stats.wilson_interval(treatment.mean * treatment.n,
+                                                                           treatment.n, frame["ci_alpha"])
     tested = frame["role"].isin(["primary", "secondary"]).to_numpy()
     p = frame["p_value"].to_numpy(float)
     adjusted = stats.adjust_pvalues(np.where(tested, p, np.nan), settings.correction,
                                     frame["experiment_id"].to_numpy())
     frame["p_value_adjusted"] = np.where(tested, adjusted, p)  # guardrails: uncorrected (see docs)
     return frame
+
+
+SMALL_SAMPLE = ("few users or conversions for the normal approximation: Fisher's exact test, Newcombe's interval "
+                "for the difference and the score interval for the ratio")
+
+
+def _add_exact(frame: pd.DataFrame, small: np.ndarray, control: stats.Arm, treatment: stats.Arm, alt: np.ndarray,
+               alpha: np.ndarray) -> None:
+    """Proportions with too few users or conversions for the z-test get exact and score methods instead of no
+    result; the normal-approximation extras (always-valid test, CUPED) say why they are missing."""
+    frame["test"] = np.where(small, "fisher_exact", frame["test"])
+    for i in np.flatnonzero(small):
+        conv_c, n_c = control.mean[i] * control.n[i], control.n[i]
+        conv_t, n_t = treatment.mean[i] * treatment.n[i], treatment.n[i]
+        frame.iat[i, frame.columns.get_loc("p_value")] = stats.fisher_exact(conv_c, n_c, conv_t, n_t, alt[i])
+        (low, high), (rel_low, rel_high) = stats.small_sample_intervals(conv_c, n_c, conv_t, n_t,
+                                                                         frame["ci_alpha"].iat[i])
+        for column, value in (("absolute_ci_low", low), ("absolute_ci_high", high), ("relative_ci_low", rel_low),
+                              ("relative_ci_high", rel_high)):
+            frame.iat[i, frame.columns.get_loc(column)] = value
+        if np.isnan(rel_low) and frame["relative_reason"].iat[i] == "":
+            frame.iat[i, frame.columns.get_loc("relative_reason")] = ("every user converted in both arms: the "
+                                                                      "ratio's score interval has no solution")
+    for prefix in ("seq", "cuped"):
+        frame[f"{prefix}_reason"] = np.where(small, "not with few users or conversions: it relies on the normal "
+                                             "approximation", frame[f"{prefix}_reason"])
+    frame["relative_p_value"] = np.where(small & (frame["relative_reason"] == ""), frame["p_value"],
+                                         frame["relative_p_value"])  # Fisher's test: ratio 1 <=> difference 0
+    frame.loc[small, ["seq_p_value", "seq_ci_low", "seq_ci_high", "cuped_absolute_lift", "cuped_ci_low",
+                      "cuped_ci_high", "cuped_p_value", "cuped_variance_reduction", "cuped_theta"]] = np.nan
 
 
 def _add_cuped(frame: pd.DataFrame, ok: np.ndarray, alt: np.ndarray, alpha: np.ndarray) -> None:
@@ -186,22 +232,27 @@ def _add_cuped(frame: pd.DataFrame, ok: np.ndarray, alt: np.ndarray, alpha: np.n
 
 
 def srm(observed: dict[str, float], split: dict[str, float], alpha: float) -> dict[str, Any]:
-    """Sample-ratio check of users per registered variant, shown before any lift."""
+    """Sample-ratio check of users per registered variant, shown before any lift: Pearson's chi-square, or the
+    exact test (binomial, multinomial) when an expected count is under 5."""
     total = sum(observed.values())
     result: dict[str, Any] = {"observed": observed, "expected_share": split, "alpha": alpha,
-                              "chi2": None, "p_value": None, "status": "ok", "reason": None}
-    expected_min = min(split.values()) * total
-    if total == 0 or expected_min < PROPORTION_MIN_COUNT:
-        result.update(status="not_computable", reason=f"{total:.0f} users: the chi-square test needs an expected "
-                      f"count of at least {PROPORTION_MIN_COUNT} per variant")
+                              "chi2": None, "p_value": None, "test": "chi_square", "status": "ok", "reason": None}
+    counts, shares = np.array([observed[v] for v in split]), np.array(list(split.values()))
+    if total == 0:
+        result.update(status="not_computable", reason="no users: nothing to compare with the split")
         return result
-    chi2, p = stats.srm_chisquare(np.array([observed[v] for v in split]), np.array(list(split.values())))
+    if min(split.values()) * total < PROPORTION_MIN_COUNT:
+        p = stats.srm_exact(counts, shares)
+        if p is None:
+            result.update(status="not_computable", reason=f"{total:.0f} users in {len(split)} arms: too few for "
+                          "chi-square and too many allocations to enumerate for the exact test")
+            return result
+        result.update(p_value=p, test="exact_binomial" if len(split) == 2 else "exact_multinomial",
+                      status="flagged" if p < alpha else "ok")
+        return result
+    chi2, p = stats.srm_chisquare(counts, shares)
     result.update(chi2=chi2, p_value=p, status="flagged" if p < alpha else "ok")
     return result
-
-
-def _seed(experiment_id: str, day: dt.date) -> int:
-    return int.from_bytes(hashlib.sha256(f"{experiment_id}:{day}".encode()).digest()[:8], "big")
 
 
 def _arm(kind: str, r: dict[str, Any]) -> stats.Arm:
@@ -213,8 +264,7 @@ def _arm(kind: str, r: dict[str, Any]) -> stats.Arm:
                                             "denominator_sum_squares", "main_denominator_sum_product")))
 
 
-def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: Settings,
-             day: dt.date) -> dict[str, Any]:
+def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Any]:
     """Posterior view and bandit view of the primary metric (control first)."""
     use = exp.primary
     kind = use.metric.kind
@@ -225,13 +275,12 @@ def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: S
     if kind != "proportion" and any(not np.isfinite(a.var_of_mean) or a.var_of_mean == 0 for a in arms):
         return {"status": "not_computable", "reason": "an arm has zero or undefined variance"}
     post = stats.posterior(arms, kind == "proportion", use.direction != "decrease", settings.prior_alpha,
-                           settings.prior_beta, settings.posterior_draws, _seed(exp.id, day))
+                           settings.prior_beta)
     control_mean = float(arms[0].mean)
     scale = abs(control_mean) if control_mean else float("nan")
     loss_rel = post.expected_loss / scale
     safe = [names[i] for i in range(len(names)) if loss_rel[i] < settings.expected_loss_threshold]
     leader = names[int(post.prob_best.argmax())]
-    interval = np.percentile(post.draws, [2.5, 97.5], axis=1)
     return {
         "status": "ok", "metric": use.metric.name,
         "prior": ({"family": "beta", "alpha": settings.prior_alpha, "beta": settings.prior_beta}
@@ -239,8 +288,8 @@ def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: S
         "arms": [{"variant": v, "prob_beats_control": _num(post.prob_beats_control[i]),
                   "prob_best": _num(post.prob_best[i]), "expected_loss": _num(post.expected_loss[i]),
                   "expected_loss_relative": _num(loss_rel[i]),
-                  "posterior_mean": _num(post.draws[i].mean()),
-                  "credible_interval_95": [_num(interval[0, i]), _num(interval[1, i])]}
+                  "posterior_mean": _num(post.mean[i]),
+                  "credible_interval_95": [_num(post.interval_95[0][i]), _num(post.interval_95[1][i])]}
                  for i, v in enumerate(names)],
         "expected_loss_threshold": settings.expected_loss_threshold,
         "can_stop": bool(safe), "choose": leader if leader in safe else (safe[0] if safe else None),
@@ -301,12 +350,17 @@ def _comparison(row: dict[str, Any]) -> dict[str, Any]:
         "users": {"control": _num(row["count_c"]), "treatment": _num(row["count_t"])},
         "control_mean": _num(row["control_mean"]), "treatment_mean": _num(row["treatment_mean"]),
         "status": "ok" if ok else "not_computable", "reason": None if ok else row["reason"],
+        "small_sample": bool(row["small_sample"]), "method_note": SMALL_SAMPLE if row["small_sample"] else None,
+        "rate_ci": ({"control": [_num(row["rate_ci_c_low"]), _num(row["rate_ci_c_high"])],
+                     "treatment": [_num(row["rate_ci_t_low"]), _num(row["rate_ci_t_high"])]}
+                    if row["kind"] == "proportion" else None),
         "absolute_lift": _num(row["absolute_lift"]) if ok else None,
         "absolute_ci": [_num(row["absolute_ci_low"]), _num(row["absolute_ci_high"])] if ok else None,
         "relative_lift": _num(row["relative_lift"]) if row["relative_reason"] == "" else None,
         "relative_ci": ([_num(row["relative_ci_low"]), _num(row["relative_ci_high"])]
                         if row["relative_reason"] == "" else None),
         "relative_reason": row["relative_reason"] or None,
+        "relative_p_value": _num(row["relative_p_value"]) if row["relative_reason"] == "" else None,
         "statistic": _num(row["statistic"]), "df": _num(row["df"]),
         "p_value": _num(row["p_value"]), "p_value_adjusted": _num(row["p_value_adjusted"]),
         "sequential": {"status": "ok" if row["seq_reason"] == "" else "not_computable",
@@ -365,12 +419,13 @@ def power_view(exp: Experiment, comps: list[dict[str, Any]], days_running: int) 
         arm_c = stats.Arm(np.float64(r["count_c"]), np.float64(base), np.float64(var_c))
         arm_t = stats.Arm(np.float64(max(r["count_t"], 1)), np.float64(base), np.float64(var_t))
         mde_now = stats.minimum_detectable_effect(arm_c, arm_t, exp.alpha, exp.power, r["alternative"])
+        power_now = stats.power_at(arm_c, arm_t, delta, exp.alpha, r["alternative"])
         smallest = min(r["count_c"], r["count_t"])
         rate = smallest / max(days_running, 1)
         remaining = max(float(required) - smallest, 0.0)
         out.append({"variant": r["variant"], "status": "ok", "mde_relative": exp.mde, "alpha": exp.alpha,
                     "power": exp.power, "required_users_per_arm": _num(required), "users_per_arm": smallest,
-                    "mde_relative_now": _num(mde_now / abs(base)),
+                    "mde_relative_now": _num(mde_now / abs(base)), "power_now": _num(power_now),
                     "reached": bool(remaining == 0),
                     "days_needed": 0 if remaining == 0 else (math.ceil(remaining / rate) if rate > 0 else None)})
     return {"metric": exp.primary.metric.name, "arms": out}
@@ -382,8 +437,9 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
         total = sum(obs.values())
         shares = ", ".join(f"{v} {obs[v] / total:.1%} (expected {s:.0%})" for v, s in exp.variants.items())
         return {"decision": "do_not_trust", "text": f"Do not read these results: sample ratio mismatch "
-                f"(chi-square p = {entry['srm']['p_value']:.2g} < {settings.srm_alpha}): {shares}. Check the "
-                "allocator and exposure logging before anything else."}
+                f"({entry['srm']['test'].replace('_', ' ')} p {_p(entry['srm']['p_value'])}, flagged below "
+                f"{settings.srm_alpha}): {shares}. "
+                "Check the allocator and exposure logging before anything else."}
     primary = next(m for m in entry["metrics"] if m["role"] == "primary")
     comps = [c for c in primary["comparisons"] if c["status"] == "ok"]
     if not comps:
@@ -411,7 +467,7 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
         interval = f" ({c['ci_level']:.0%} CI {_pct(ci[0])} to {_pct(ci[1])})" if ci and None not in ci else ""
         p = c["p_value_adjusted"] if basis == "fixed" else c["sequential"]["p_value"]
         return (f"{c['variant']} {primary['metric']} {_pct(c['relative_lift'])}{interval}, "
-                f"p = {p:.3g} ({how})")
+                f"p {_p(p)} ({how})")
 
     if winners and not breached and not entry["window"]["early"]:
         best = min(winners, key=lambda c: c["p_value_adjusted"] if basis == "fixed" else c["sequential"]["p_value"])
@@ -434,8 +490,8 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
         n is not None for n in needed) else "more data"
     lead = min(comps, key=lambda c: c["sequential"]["p_value"] if c["sequential"]["p_value"] is not None else 1.0)
     seq_p = lead["sequential"]["p_value"]
-    seen = (f" ({lead['variant']} {_pct(lead['relative_lift'])}; always-valid p = "
-            f"{'n/a' if seq_p is None else f'{seq_p:.3g}'}, fixed-horizon adjusted p = {lead['p_value_adjusted']:.3g}, "
+    seen = (f" ({lead['variant']} {_pct(lead['relative_lift'])}; always-valid p {_p(seq_p)}, "
+            f"fixed-horizon adjusted p {_p(lead['p_value_adjusted'])}, "
             "which is not valid to act on before the planned sample size)")
     return {"decision": "keep_running", "text": prefix + f"Keep running: no significant effect on "
             f"{primary['metric']} yet{seen}; {more} to reach {exp.power:.0%} power for {_pct(exp.mde)}."}
@@ -450,9 +506,12 @@ def _base_entry(exp: Experiment, day: dt.date) -> dict[str, Any]:
 
 def build_report(counts: pd.DataFrame, registry: Registry, day: dt.date, experiments: list[str] | None = None,
                  diagnostics: pd.DataFrame | None = None, history: pd.DataFrame | None = None,
-                 code_version: str = "unknown") -> dict[str, Any]:
-    """The report for `day`: one entry per selected experiment, never failing as a whole on one bad entry."""
-    counts = normalise(counts)
+                 code_version: str = "unknown", source: str = "counts") -> dict[str, Any]:
+    """The report for `day`: one entry per selected experiment, never failing as a whole on one bad entry.
+
+    Counts no report may be built from (`counts.normalise`) raise `CountsError`, naming `source`, row and column."""
+    counts = normalise(counts, source, {name: m.kind for name, m in registry.metrics.items()},
+                       {e.id for e in registry.experiments})
     diagnostics = empty_diagnostics() if diagnostics is None else diagnostics
     settings = registry.settings
     selected = registry.select(experiments)
@@ -561,7 +620,7 @@ def _analyse(exp: Experiment, entry: dict[str, Any], totals: dict[str, dict[str,
                                                and _harmful(c, use.direction))
                 if c["guardrail_breached"]:
                     warnings.append(f"guardrail {use.metric.name} moved ({use.direction}) in {c['variant']}: "
-                                    f"{_pct(c['relative_lift'])}, p = {c['p_value']:.3g}")
+                                    f"{_pct(c['relative_lift'])}, p {_p(c['p_value'])}")
         arms = {exp.control: _num(metric_rows[0]["control_mean"]) if metric_rows else None}
         arms |= {r["variant"]: _num(r["treatment_mean"]) for r in metric_rows}
         entry["metrics"].append({"metric": use.metric.name, "role": use.role, "kind": use.metric.kind,
@@ -572,10 +631,10 @@ def _analyse(exp: Experiment, entry: dict[str, Any], totals: dict[str, dict[str,
             warnings.append(f"{comp['variant']}: not computable: {comp['reason']}")
             break
     entry["power"] = power_view(exp, comps, days_running)
-    entry["bayesian"] = bayesian(exp, totals, settings, day)
+    entry["bayesian"] = bayesian(exp, totals, settings)
     entry["novelty"] = novelty(exp, days, settings)
     for trend in entry["novelty"]["trend"]:
         if trend["status"] == "flagged":
             warnings.append(f"{trend['variant']}: {trend['pattern']}, slope {trend['slope_per_day']:+.3f}/day "
-                            f"(p = {trend['p_value']:.3g})")
+                            f"(p {_p(trend['p_value'])})")
     entry["verdict"] = _verdict(exp, entry, settings)

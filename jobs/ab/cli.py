@@ -16,7 +16,7 @@ import pandas as pd
 
 from jobs.ab import analysis, outputs, registry, render
 from jobs.ab.counts import read_table
-from jobs.common import config
+from jobs.common import config, storage
 from jobs.common.runner import Context, Job, Outcome
 
 
@@ -25,12 +25,13 @@ def report(ctx: Context) -> list[Outcome]:
     reg = registry.load(args.registry)
     diagnostics = read_table(args.diagnostics) if args.diagnostics else None
     built = analysis.build_report(read_table(args.counts), reg, args.date, registry.parse_ids(args.experiments),
-                                  diagnostics, code_version=config.code_version())
-    Path(args.out).write_text(json.dumps(built, indent=2), encoding="utf-8")
+                                  diagnostics, code_version=config.code_version(), source=args.counts)
+    files = {args.out: json.dumps(built, separators=(",", ":"), allow_nan=False)}
     if args.html:
         history = outputs.history_rows(built)
-        Path(args.html).write_text(render.report_html(built, history if not history.empty else pd.DataFrame()),
-                                   encoding="utf-8")
+        files[args.html] = render.report_html(built, history if not history.empty else pd.DataFrame())
+    for path, text in files.items():  # every file rendered first: a failure writes none of them
+        storage.write_atomic(Path(path).resolve().as_uri(), text.encode())
     verdicts = tuple(f"{entry['id']}: {entry['verdict']['text']}" for entry in built["experiments"])
     return [Outcome({"report": args.out, "html": args.html}, verdicts)]
 

@@ -127,7 +127,8 @@ def publish(this: Run, night: Night, history: pd.DataFrame, only: list[str] | No
         ("gold", "ab/counts"): {"counts.parquet": _parquet(night.counts),
                                 "diagnostics.parquet": _parquet(night.diagnostics)},
         ("gold", "ab/history"): {"history.parquet": _parquet(tonight)},
-        ("reports", STAGE): {"report.json": json.dumps(night.report, indent=2).encode(), "report.html": html.encode()},
+        ("reports", STAGE): {"report.json": json.dumps(night.report, separators=(",", ":"), allow_nan=False).encode(),
+                             "report.html": html.encode()},
     }
     manifest = {**this.header(), "report_date": day.isoformat(),
                 "experiments": [e["id"] for e in night.report["experiments"]],

@@ -10,6 +10,7 @@ analysed as usual.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ GUARDRAIL_HARM = ("decrease", "increase", "change")
 #: Numeric bronze columns a metric may sum (anything else would be a Spark error at run time).
 VALUE_COLUMNS = ("revenue",)
 SPLIT_TOLERANCE = 1e-6
+#: family-wise error (Holm; Bonferroni, more conservative, as some teams' policies require) or false discovery rate
+CORRECTIONS = ("holm", "bonferroni", "bh")
+log = logging.getLogger(__name__)
 
 
 class RegistryError(SettingsError):
@@ -81,7 +85,6 @@ class Settings:
     prior_beta: float = 1.0
     expected_loss_threshold: float = 0.001
     value_remaining_threshold: float = 0.01
-    posterior_draws: int = 20000
     novelty_min_days: int = 3
 
 
@@ -191,14 +194,16 @@ def _settings(raw: dict[str, Any], source: str) -> Settings:
     prior = values.pop("prior", {}) or {}
     values["prior_alpha"] = prior.get("alpha", Settings.prior_alpha)
     values["prior_beta"] = prior.get("beta", Settings.prior_beta)
+    if values.pop("posterior_draws", None) is not None:  # registries written before the numbers were exact
+        log.warning("%s: defaults.posterior_draws is no longer used: the Bayesian numbers are computed exactly", source)
     unknown = set(values) - set(Settings.__dataclass_fields__)
     if unknown:
         raise RegistryError(f"{source}: unknown defaults {sorted(unknown)}")
     settings = Settings(**values)
     problems = [f"{name} must be in (0, 1)" for name in ("alpha", "power", "srm_alpha")
                 if not 0 < getattr(settings, name) < 1]
-    if settings.correction not in ("holm", "bh"):
-        problems.append("correction must be holm or bh")
+    if settings.correction not in CORRECTIONS:
+        problems.append(f"correction must be one of {', '.join(CORRECTIONS)}")
     if settings.prior_alpha <= 0 or settings.prior_beta <= 0:
         problems.append("prior alpha and beta must be > 0")
     if problems:

@@ -1,91 +1,131 @@
-"""report.json -> report.html for people: verdicts first, then tables and two plots per experiment.
+"""report.json -> report.html for people: verdicts first, then tables and up to three charts per experiment.
 
-The page is one self-contained file (inline SVG from matplotlib, no scripts, no network), so
+The page is one self-contained file (inline SVG written by `charts.py`, no scripts, no network), so
 it opens from S3, a mail attachment or the lake alike. The template is
 `include/templates/ab_report.html.j2`.
 """
 
 from __future__ import annotations
 
-import io
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from jobs.ab import charts
 from jobs.common import config
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend (imported late: it is slow to load)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _svg(fig: Any) -> str:
-    plt = _pyplot()
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]
-
-
 def lift_plot(history: pd.DataFrame, experiment_id: str) -> str | None:
-    """Cumulative relative lift of the primary metric, night by night, with its confidence band."""
+    """Cumulative relative lift of the primary metric, night by night, with its confidence band; None before the
+    second night (one point is not a trend: the page says so in a sentence instead)."""
     rows = history[(history["experiment_id"] == experiment_id) & (history["role"] == "primary")]
     rows = rows.dropna(subset=["relative_lift"]).sort_values("report_date")
-    if rows.empty:
+    if rows["report_date"].nunique() < 2:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 2.6))
-    for variant, group in rows.groupby("variant"):
-        dates = pd.to_datetime(group["report_date"])
-        ax.plot(dates, group["relative_lift"] * 100, marker="o", label=variant)
-        ax.fill_between(dates, group["relative_ci_low"] * 100, group["relative_ci_high"] * 100, alpha=0.2)
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_ylabel("relative lift, %")
-    ax.set_title(f"{rows['metric'].iloc[0]}: cumulative lift by report date", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.autofmt_xdate()
-    return _svg(fig)
+    days = pd.to_datetime(rows["report_date"])
+    first = days.min()
+    offset = (days - first).dt.days.to_numpy(float)
+    span = int(offset.max())
+    step = max(1, math.ceil((span + 1) / 8))
+    ticks = [(d, f"{first + pd.Timedelta(days=d):%b %d}") for d in range(0, span + 1, step)]
+    series = []
+    for variant, group in rows.assign(offset=offset).groupby("variant"):
+        series.append(charts.Series(str(variant), group["offset"].tolist(), (group["relative_lift"] * 100).tolist(),
+                                    (group["relative_ci_low"] * 100).tolist(),
+                                    (group["relative_ci_high"] * 100).tolist()))
+    return charts.line_chart(series, f"{rows['metric'].iloc[0]}: cumulative lift by report date",
+                             y_label="relative lift, %", x_ticks=ticks)
+
+
+def novelty_plot(novelty: dict[str, Any]) -> str | None:
+    """Relative lift of the primary metric per day since first exposure, one line per treatment arm, with the
+    trend's slope in the legend (a falling line is a novelty effect fading)."""
+    points = pd.DataFrame(novelty.get("points") or [])
+    if points.empty or points["day"].nunique() < 2:
+        return None
+    slopes = {t["variant"]: t for t in novelty.get("trend", [])}
+    series = []
+    for variant, group in points.sort_values("day").groupby("variant"):
+        trend = slopes.get(variant, {})
+        slope = (f", trend {trend['slope_per_day'] * 100:+.2f} pts/day (p = {p_value(trend['p_value'])})"
+                 if trend.get("status") in ("ok", "flagged") else "")
+        series.append(charts.Series(f"{variant}{slope}", group["day"].astype(float).tolist(),
+                                    (group["relative_lift"] * 100).tolist()))
+    days = sorted(points["day"].unique())
+    step = max(1, math.ceil(len(days) / 10))
+    return charts.line_chart(series, f"{novelty['metric']}: lift by exposure age (novelty check)",
+                             y_label="relative lift, %", x_label="days since first exposure",
+                             x_ticks=[(float(d), str(d)) for d in days[::step]])
 
 
 def posterior_plot(bayes: dict[str, Any]) -> str | None:
     """Posterior densities of each arm's primary metric (normal curves from the 95% credible intervals)."""
     if bayes.get("status") != "ok":
         return None
-    plt = _pyplot()
-    from scipy import stats as sps
-
     arms = [(a["variant"], a["posterior_mean"], (a["credible_interval_95"][1] - a["credible_interval_95"][0]) / 3.92)
             for a in bayes["arms"]]
-    lo = min(m - 4 * s for _, m, s in arms)
-    hi = max(m + 4 * s for _, m, s in arms)
-    grid = np.linspace(lo, hi, 400)
-    fig, ax = plt.subplots(figsize=(6, 2.6))
-    for variant, mean, sd in arms:
-        if sd > 0:
-            ax.plot(grid, sps.norm.pdf(grid, mean, sd), label=variant)
-    ax.set_title(f"posterior of {bayes['metric']} per arm", fontsize=9)
-    ax.set_yticks([])
-    ax.legend(fontsize=8)
-    return _svg(fig)
+    arms = [(v, m, sd) for v, m, sd in arms if sd > 0]
+    if not arms:
+        return None
+    grid = np.linspace(min(m - 4 * sd for _, m, sd in arms), max(m + 4 * sd for _, m, sd in arms), 120)
+    series = [charts.Series(str(v), grid.tolist(), (np.exp(-0.5 * ((grid - m) / sd) ** 2) / sd).tolist(),
+                            markers=False) for v, m, sd in arms]
+    return charts.line_chart(series, f"posterior of {bayes['metric']} per arm", zero_line=False,
+                             show_y_ticks=False)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power_of_ten(value: float, digits: int) -> str:
+    """1.2 × 10⁻⁷: a tiny or huge number that stays one token (no "e-07" to break a line at)."""
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+def significant(value: float, digits: int = 4) -> str:
+    """A measured value to `digits` significant digits, with thousands separators and no exponent
+    between 1e-4 and 1e9 (20,000 not 2e+04; 0.1234 not 1.234e-01)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    magnitude = math.floor(math.log10(abs(value)))
+    if not -4 <= magnitude < 9:
+        return _power_of_ten(value, digits)
+    return f"{value:,.{max(digits - 1 - magnitude, 0)}f}"
+
+
+def p_value(value: float) -> str:
+    """3 significant digits; below 0.001 as a power of ten (readable, never wrapped)."""
+    if value >= 0.001:
+        return f"{value:.3g}" if value < 1 else "1"
+    return "< 10⁻³⁰⁰" if value < 1e-300 else _power_of_ten(value, 2)
+
+
+def probability(value: float) -> str:
+    """A probability as a percentage; never rounded to a certainty it is not (99.996% is "> 99.9%")."""
+    if value > 0.999:
+        return "> 99.9%" if value < 1 else "100%"
+    if value < 0.001:
+        return "< 0.1%" if value > 0 else "0%"
+    return f"{value * 100:.1f}%"
 
 
 def _fmt(value: Any, kind: str = "num") -> str:
+    """The template's `fmt` filter: num (significant digits), int (users), pct (a lift), p, prob."""
     if value is None:
         return "—"
+    if kind == "int":
+        return f"{value:,.0f}"
     if kind == "pct":
         return f"{value * 100:+.2f}%"
     if kind == "p":
-        return f"{value:.3g}"
-    return f"{value:,.4g}"
+        return p_value(value)
+    if kind == "prob":
+        return probability(value)
+    return significant(value)
 
 
 def report_html(report: dict[str, Any], history: pd.DataFrame) -> str:
@@ -93,6 +133,7 @@ def report_html(report: dict[str, Any], history: pd.DataFrame) -> str:
                       autoescape=select_autoescape(["html", "j2"]))
     env.filters["fmt"] = _fmt
     plots = {e["id"]: {"lift": lift_plot(history, e["id"]) if not history.empty else None,
+                       "novelty": novelty_plot(e.get("novelty") or {}),
                        "posterior": posterior_plot(e.get("bayesian") or {})}
              for e in report["experiments"]}
     return env.get_template("ab_report.html.j2").render(report=report, plots=plots)

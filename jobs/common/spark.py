@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from jobs.common import config
+from jobs.common import config, settings
 from jobs.common.errors import MissingInput
 from jobs.common.paths import Lake
 
@@ -24,12 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def get_spark(app_name: str) -> SparkSession:
-    """The job's session; master and resources come from spark-submit, not from code."""
-    spark = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
+    """The job's session; master and resources come from spark-submit, not from code.
+
+    The SQL settings of `pipeline.yaml`'s `spark_conf` (time zone, shuffle partitions, adaptive coalescing) also
+    apply when a job is started by a plain `spark-submit jobs/<job>.py` without them, so a run by hand computes
+    and performs as the DAG's run; a value given with `--conf` (or by an enclosing session) wins."""
+    spark = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    given = spark.sparkContext.getConf()
+    for key, value in settings.pipeline().spark_conf.items():
+        if key.startswith("spark.sql.") and not given.contains(key) and spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

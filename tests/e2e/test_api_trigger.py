@@ -53,11 +53,12 @@ def airflow_services(tmp_path_factory, postgres, redis_url):  # noqa: F811 (fixt
     postgres.sql("DROP DATABASE IF EXISTS airflow")
     postgres.sql("CREATE DATABASE airflow")
     env = embedded_env(home, lake.root)
+    # the DAG files do not change here: parsed at start, then not again every few seconds (CPU the tests need)
     env.update({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": redis_url,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
                     f"postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/airflow",
                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:{postgres.port}/airflow",
-                "AIRFLOW_PORT": str(free_port()), "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW_PORT": str(free_port()), "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
     demo_cli.main(["--start-date", "2026-11-19", "--days", "2", "--events-per-day", "2000", "--users", "300",

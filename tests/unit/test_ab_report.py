@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from jobs.ab import analysis, cli, registry
+from jobs.ab import analysis, cli, registry, stats
 from jobs.ab.counts import COLUMNS
 from jobs.common import config
 
@@ -183,21 +183,31 @@ def test_a_variant_not_in_the_registry_is_excluded_with_a_warning():
     assert entry["srm"]["observed"] == {"control": 3000.0, "treatment": 3000.0}
 
 
-@pytest.mark.parametrize(("control", "treatment", "expected"), [
-    (0, 0, "arm control has 0 of 3000 users converting"),
-    (3000, 3000, "arm control has 3000 of 3000 users converting"),
-    (0, 40, "arm control has 0 of 3000 users converting"),
-    (300, 3000, "arm treatment has 3000 of 3000 users converting"),
-])
-def test_zero_or_all_conversions(control, treatment, expected):
+@pytest.mark.parametrize(("control", "treatment"), [(0, 0), (3000, 3000), (0, 40), (300, 3000), (2, 7)])
+def test_few_or_all_conversions_get_fishers_exact_test_instead_of_no_result(control, treatment):
+    """0%, 100% or under 5 conversions: the z-test's normal approximation fails, Fisher's exact test does not."""
+    from scipy import stats as sps
+
     raw = one_experiment()
     exp = raw["experiments"][0]["id"]
     entry = report_for(raw, arm_rows(exp, "control", 3000, control) + arm_rows(exp, "treatment", 3000, treatment))
     entry = entry["experiments"][0]
     primary = entry["metrics"][0]["comparisons"][0]
-    assert primary["status"] == "not_computable" and primary["reason"].startswith(expected)
-    assert primary["p_value"] is None and primary["sequential"]["p_value"] is None
+    assert primary["status"] == "ok" and primary["small_sample"] and primary["test"] == "fisher_exact"
+    table = [[treatment, 3000 - treatment], [control, 3000 - control]]
+    assert primary["p_value"] == pytest.approx(sps.fisher_exact(table, alternative="greater").pvalue)
+    low, high = primary["absolute_ci"]
+    assert low <= primary["absolute_lift"] <= high and primary["statistic"] is None
+    assert primary["sequential"]["status"] == "not_computable" and "normal approximation" in primary[
+        "sequential"]["reason"]
+    assert (primary["relative_lift"] is None) == (control == 0 or control == treatment == 3000)  # 0/0; 100% vs 100%
     assert_no_meaningless_pvalues(entry)
+
+
+def test_newcombes_interval_matches_the_published_example():
+    """Newcombe (1998), Statistics in Medicine 17:873, table II, example (a): 56/70 vs 48/80, method 10."""
+    (low, high), _ = stats.small_sample_intervals(48, 80, 56, 70, alpha=0.05)
+    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
 
 
 def test_zero_conversions_in_both_arms_leaves_the_relative_lift_undefined_too():
@@ -206,15 +216,20 @@ def test_zero_conversions_in_both_arms_leaves_the_relative_lift_undefined_too():
     entry = report_for(raw, arm_rows(exp, "control", 3000, 0) + arm_rows(exp, "treatment", 3000, 0))
     primary = entry["experiments"][0]["metrics"][0]["comparisons"][0]
     assert primary["relative_lift"] is None and primary["relative_ci"] is None
+    assert primary["p_value"] == 1.0  # nobody converted anywhere: no evidence either way
     assert entry["experiments"][0]["power"]["arms"][0]["status"] == "not_computable"
 
 
-def test_tiny_samples_get_no_pvalue():
+def test_tiny_samples_get_exact_methods_for_proportions_and_no_pvalue_otherwise():
     raw = one_experiment()
     exp = raw["experiments"][0]["id"]
     entry = report_for(raw, arm_rows(exp, "control", 12, 3) + arm_rows(exp, "treatment", 11, 6))["experiments"][0]
-    assert all(c["status"] == "not_computable" for c in comparisons(entry))
-    assert comparisons(entry)[0]["reason"].startswith("only 12 users in arm control (min_users_per_arm = 100)")
+    by_kind = {m["kind"]: m["comparisons"][0] for m in entry["metrics"]}
+    assert by_kind["proportion"]["status"] == "ok" and by_kind["proportion"]["test"] == "fisher_exact"
+    assert by_kind["proportion"]["rate_ci"]["control"][0] < 3 / 12 < by_kind["proportion"]["rate_ci"]["control"][1]
+    for kind in ("continuous", "ratio"):
+        assert by_kind[kind]["status"] == "not_computable"
+        assert by_kind[kind]["reason"].startswith("only 12 users in arm control (min_users_per_arm = 100)")
     assert entry["srm"]["status"] == "ok"  # 23 users still allow the chi-square test
     assert_no_meaningless_pvalues(entry)
 
@@ -319,3 +334,29 @@ def test_any_counts_give_a_valid_report_and_never_a_meaningless_pvalue(arms):
     for c in comparisons(entry):
         if c["status"] == "ok":
             assert 0 <= c["p_value"] <= 1 and c["absolute_ci"][0] <= c["absolute_lift"] <= c["absolute_ci"][1]
+
+
+def test_an_srm_check_on_a_handful_of_users_uses_the_exact_binomial_test():
+    from scipy import stats as sps
+
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 7, 1) + arm_rows(exp, "treatment", 1, 0))["experiments"][0]
+    assert entry["srm"]["test"] == "exact_binomial" and entry["srm"]["chi2"] is None
+    assert entry["srm"]["p_value"] == pytest.approx(sps.binomtest(7, 8, 0.5).pvalue)
+    assert_no_meaningless_pvalues(entry)
+
+
+def test_relative_lift_has_its_own_delta_method_p_value_and_power_now_is_reported():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, arm_rows(exp, "control", 20000, 2000) + arm_rows(exp, "treatment", 20000, 2300))
+    entry = entry["experiments"][0]
+    primary = entry["metrics"][0]["comparisons"][0]
+    c, t = 2000 / 20000, 2300 / 20000
+    rel_se = np.sqrt(t * (1 - t) / 20000 / c**2 + t**2 * c * (1 - c) / 20000 / c**4)
+    from scipy import stats as sps
+
+    assert primary["relative_p_value"] == pytest.approx(sps.norm.sf((t / c - 1) / rel_se), rel=1e-9)
+    power = entry["power"]["arms"][0]
+    assert 0 < power["power_now"] <= 1 and (power["power_now"] >= 0.8) == power["reached"]

@@ -102,6 +102,17 @@ def test_sample_size_matches_statsmodels_power():
     assert power == pytest.approx(0.8, abs=1e-3)
 
 
+@pytest.mark.parametrize("alternative", ["two-sided", "larger"])
+@pytest.mark.parametrize(("n_c", "n_t", "delta"), [(1000, 1000, 0.3), (800, 1300, 0.5), (50, 60, 1.0)])
+def test_power_at_the_current_sample_matches_statsmodels(alternative, n_c, n_t, delta):
+    sigma = 4.0
+    arm_c = stats.Arm(np.float64(n_c), np.float64(0), np.float64(sigma**2))
+    arm_t = stats.Arm(np.float64(n_t), np.float64(0), np.float64(sigma**2))
+    ref = NormalIndPower().power(effect_size=delta / sigma, nobs1=n_c, alpha=0.05, ratio=n_t / n_c,
+                                 alternative=alternative)
+    assert float(stats.power_at(arm_c, arm_t, delta, 0.05, alternative)) == pytest.approx(ref, abs=1e-9)
+
+
 def test_cuped_agrees_with_ancova_and_reduces_variance():
     rng = np.random.default_rng(7)
     n = 5000
@@ -140,7 +151,7 @@ def test_always_valid_pvalues_keep_the_error_rate_when_peeking_daily():
     assert (seq.ci[1] - seq.ci[0] > 2 * 1.96 * np.sqrt(var)).all()
 
 
-def test_holm_and_bh_match_statsmodels_and_keep_nan():
+def test_holm_bonferroni_and_bh_match_statsmodels_and_keep_nan():
     p = np.array([0.01, np.nan, 0.04, 0.03, 0.2])
     holm = stats.adjust_pvalues(p, "holm")
     assert np.isnan(holm[1])
@@ -149,24 +160,100 @@ def test_holm_and_bh_match_statsmodels_and_keep_nan():
                                multipletests(p[[0, 2, 3, 4]], method="fdr_bh")[1])
     rng = np.random.default_rng(9)
     many, groups = rng.uniform(0, 0.2, 60), np.repeat(["a", "b", "c"], 20)
-    for method, sm in (("holm", "holm"), ("bh", "fdr_bh")):
+    for method, sm in (("holm", "holm"), ("bonferroni", "bonferroni"), ("bh", "fdr_bh")):
         together = stats.adjust_pvalues(many, method, groups)
         for g in "abc":
             np.testing.assert_allclose(together[groups == g], multipletests(many[groups == g], method=sm)[1])
 
 
-def test_beta_binomial_prob_to_beat_matches_the_closed_form():
-    """P(B > A) for Beta posteriors (Evan Miller's exact sum) vs the Monte Carlo estimate."""
-    a_conv, a_n, b_conv, b_n = 120, 1000, 145, 1000
-    alpha_a, beta_a, alpha_b, beta_b = 1 + a_conv, 1 + a_n - a_conv, 1 + b_conv, 1 + b_n - b_conv
-    i = np.arange(alpha_b)
-    exact = np.sum(np.exp(special.betaln(alpha_a + i, beta_a + beta_b) - np.log(beta_b + i)
-                          - special.betaln(1 + i, beta_b) - special.betaln(alpha_a, beta_a)))
-    post = stats.posterior([stats.proportion_arm(a_n, a_conv), stats.proportion_arm(b_n, b_conv)], True, True,
-                           1.0, 1.0, 200_000, seed=1)
-    assert post.prob_beats_control[1] == pytest.approx(exact, abs=0.005)
-    assert post.prob_best.sum() == pytest.approx(1.0)
-    assert post.expected_loss[1] < post.expected_loss[0]
+def miller(alpha_a: float, beta_a: float, alpha_b: float, beta_b: float) -> float:
+    """P(X_B > X_A) for independent Beta posteriors, Evan Miller's exact sum (integer alpha_b)."""
+    i = np.arange(int(alpha_b))
+    return float(np.sum(np.exp(special.betaln(alpha_a + i, beta_a + beta_b) - np.log(beta_b + i)
+                               - special.betaln(1 + i, beta_b) - special.betaln(alpha_a, beta_a))))
+
+
+def beta_posterior(arms: list[tuple[int, int]], higher_is_better: bool = True) -> stats.Posterior:
+    return stats.posterior([stats.proportion_arm(n, c) for c, n in arms], True, higher_is_better, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(("control", "treatment"), [
+    ((120, 1000), (145, 1000)),
+    ((7200, 90_000), (840, 10_000)),  # a 90/10 split: GrowthBook's legacy 24-node rule is 15 % off here
+    ((3, 20), (9, 25)),
+    ((0, 100), (1, 100)),
+    ((40_000, 200_000), (40_300, 200_000)),
+])
+def test_beta_posterior_is_exact_against_the_closed_forms(control, treatment):
+    """P(B > A) against Evan Miller's sum; the expected loss of each arm against Chris Stucchio's closed form
+    E[max(A - B, 0)] = mean_A P(A+ > B) - mean_B P(A > B+) (A+ = Beta(alpha_A + 1, beta_A)); to 1e-9."""
+    (ca, na), (cb, nb) = control, treatment
+    a_a, b_a, a_b, b_b = 1 + ca, 1 + na - ca, 1 + cb, 1 + nb - cb
+    post = beta_posterior([control, treatment])
+    beats = miller(a_a, b_a, a_b, b_b)
+    assert post.prob_beats_control[1] == pytest.approx(beats, abs=1e-9)
+    assert post.prob_best == pytest.approx([1 - beats, beats], abs=1e-9)
+    mean_a, mean_b = a_a / (a_a + b_a), a_b / (a_b + b_b)
+    loss_b = mean_a * miller(a_b, b_b, a_a + 1, b_a) - mean_b * miller(a_b + 1, b_b, a_a, b_a)
+    loss_a = mean_b * miller(a_a, b_a, a_b + 1, b_b) - mean_a * miller(a_a + 1, b_a, a_b, b_b)
+    assert post.expected_loss == pytest.approx([loss_a, loss_b], abs=1e-9)
+    assert post.mean == pytest.approx([mean_a, mean_b], abs=1e-12)
+    assert post.interval_95[0] == pytest.approx(special.betaincinv([a_a, a_b], [b_a, b_b], 0.025), abs=1e-12)
+
+
+def test_three_arms_prob_best_and_loss_match_high_precision_integration():
+    """Several arms have no closed form: the reference integrates with mpmath at 30 digits."""
+    import mpmath
+
+    arms = [(40, 400), (52, 410), (47, 390)]
+    mpmath.mp.dps = 30
+    params = [(1 + c, 1 + n - c) for c, n in arms]
+
+    def pdf(x, a, b):
+        return x ** (a - 1) * (1 - x) ** (b - 1) / mpmath.beta(a, b)
+
+    def cdf(x, a, b):
+        return mpmath.betainc(a, b, 0, x, regularized=True)
+
+    def best(i):
+        rest = [p for j, p in enumerate(params) if j != i]
+        return mpmath.quad(lambda x: pdf(x, *params[i]) * mpmath.fprod(cdf(x, *p) for p in rest), [0, 0.08, 0.12, 1])
+
+    def loss(i):
+        return mpmath.quad(lambda x: cdf(x, *params[i]) - mpmath.fprod(cdf(x, *p) for p in params), [0, 0.08, 0.12, 1])
+
+    post = beta_posterior(arms)
+    assert post.prob_best == pytest.approx([float(best(i)) for i in range(3)], abs=1e-9)
+    assert post.expected_loss == pytest.approx([float(loss(i)) for i in range(3)], abs=1e-9)
+    assert post.prob_beats_control[1:] == pytest.approx(
+        [miller(*params[0], *params[i]) for i in (1, 2)], abs=1e-9)
+
+
+def test_normal_posterior_matches_the_closed_forms_and_lower_is_better_mirrors():
+    control, treatment = stats.Arm(np.float64(5000), np.float64(3.10), np.float64(9.0)), \
+        stats.Arm(np.float64(5200), np.float64(3.22), np.float64(9.8))
+    post = stats.posterior([control, treatment], False, True, 1.0, 1.0)
+    d, s = 3.22 - 3.10, np.sqrt(9.0 / 5000 + 9.8 / 5200)
+    assert post.prob_beats_control[1] == pytest.approx(sps.norm.cdf(d / s), abs=1e-9)
+    assert post.expected_loss[0] == pytest.approx(d * sps.norm.cdf(d / s) + s * sps.norm.pdf(d / s), abs=1e-9)
+    lower = stats.posterior([control, treatment], False, False, 1.0, 1.0)
+    assert lower.prob_beats_control[1] == pytest.approx(1 - post.prob_beats_control[1], abs=1e-9)
+    mirrored = beta_posterior([(880, 1000), (855, 1000)])  # lower conversion is better == higher non-conversion
+    assert beta_posterior([(120, 1000), (145, 1000)], higher_is_better=False).prob_best == pytest.approx(
+        mirrored.prob_best, abs=1e-9)
+
+
+def test_posterior_is_deterministic_and_the_value_remaining_is_its_quantile():
+    """Same counts, same numbers to the last bit; P(regret <= value_remaining_p95) = 0.95 by Monte Carlo."""
+    arms = [(400, 5000), (452, 5000), (431, 5000)]
+    first, second = beta_posterior(arms), beta_posterior(arms)
+    assert first.prob_best.tolist() == second.prob_best.tolist()
+    assert first.value_remaining_p95 == second.value_remaining_p95 > 0
+    rng = np.random.default_rng(7)
+    draws = np.stack([rng.beta(1 + c, 1 + n - c, 400_000) for c, n in arms])
+    leader = int(first.prob_best.argmax())
+    regret = (draws.max(axis=0) - draws[leader]) / draws[leader]
+    assert np.mean(regret <= first.value_remaining_p95) == pytest.approx(0.95, abs=0.002)
 
 
 def test_weighted_trend_matches_statsmodels_wls():
@@ -180,3 +267,15 @@ def test_weighted_trend_matches_statsmodels_wls():
     assert trend.slope == pytest.approx(ref.params[1])
     # known variances: the slope's SE is sqrt(1 / sum w (x - xbar)^2), not rescaled by the residuals
     assert trend.slope_se == pytest.approx(ref.bse[1] / np.sqrt(ref.scale))
+
+
+def test_exact_srm_tests_for_counts_too_small_for_chi_square():
+    """Two arms: scipy's binomial test. Three arms, by hand: 2 users over 3 equal arms, both in one arm has
+    probability 1/9 and so do the two other such allocations; (1, 1, 0)-type allocations have 2/9 each."""
+    assert stats.srm_exact(np.array([1, 9]), np.array([0.5, 0.5])) == pytest.approx(
+        sps.binomtest(1, 10, 0.5).pvalue)
+    third = np.full(3, 1 / 3)
+    assert stats.srm_exact(np.array([2, 0, 0]), third) == pytest.approx(1 / 3)
+    assert stats.srm_exact(np.array([1, 1, 0]), third) == pytest.approx(1.0)
+    assert stats.srm_exact(np.array([0, 0, 12]), third) == pytest.approx(3 / 3**12)
+    assert stats.srm_exact(np.array([300, 300, 300, 300]), np.full(4, 0.25)) is None  # too many to enumerate
