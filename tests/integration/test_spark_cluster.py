@@ -28,7 +28,6 @@ from demo import cli as demo_cli
 from demo.shop import snapshot_params
 from jobs.common import runner, storage
 from jobs.common.paths import Lake
-from tests.conftest import SHORT_RUN_JVM_OPTIONS
 from tests.spark_cluster import Cluster, free_port
 
 FIRST, LAST = dt.date(2026, 11, 17), dt.date(2026, 11, 20)  # ALS holds out the last days: it needs 4
@@ -54,8 +53,8 @@ def steps(lake: Lake) -> list[tuple[str, dict[str, str]]]:
 
 def operator(job: str, options: dict[str, str], lake: Lake, cluster: Cluster) -> SparkJobOperator:
     op = spark_job(job, doc_md="", options={**options, "--lake-root": lake.root}, retries=0)
-    op.conf = {**op.conf, **cluster.conf(), "spark.ui.enabled": "false",
-               "spark.executor.extraJavaOptions": SHORT_RUN_JVM_OPTIONS}  # the driver's: SPARK_SUBMIT_OPTS
+    op.conf = {**op.conf, **cluster.conf(), "spark.ui.enabled": "false",  # executors: the tests' JVM options
+               "spark.executor.extraJavaOptions": os.environ.get("SPARK_SUBMIT_OPTS", "")}
     op.application_args = [a for flag, value in op.options.items() for a in (flag, value)]
     return op
 
