@@ -17,9 +17,9 @@ import pandas as pd
 
 from jobs.ab import stats
 from jobs.ab.counts import UNREGISTERED, empty_diagnostics, normalise
-from jobs.ab.registry import Experiment, Registry, Settings
+from jobs.ab.registry import Experiment, MetricUse, Registry, Settings
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 TESTS = {"proportion": "two_proportion_z_pooled", "continuous": "welch_t", "ratio": "delta_method_z"}
 MAX_LISTED_VARIANTS = 10  # unregistered variants named one by one in a report; the rest summed
 PROPORTION_MIN_COUNT = 5  # normal approximation: >= 5 conversions and non-conversions per arm
@@ -46,11 +46,11 @@ def _plan(experiments: list[Experiment]) -> pd.DataFrame:
     rows = [
         {"experiment_id": e.id, "metric": use.metric.name, "role": use.role, "kind": use.metric.kind,
          "direction": use.direction, "alternative": use.alternative, "alpha": e.alpha, "power": e.power,
-         "mde": e.mde, "control": e.control, "variant": v}
+         "mde": e.mde, "margin": np.nan if use.margin is None else use.margin, "control": e.control, "variant": v}
         for e in experiments for use in e.metrics for v in e.treatments
     ]
     columns = ["experiment_id", "metric", "role", "kind", "direction", "alternative", "alpha", "power", "mde",
-               "control", "variant"]
+               "margin", "control", "variant"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -167,6 +167,7 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     frame["seq_reason"] = np.where(ok, np.where(seq_ok, "", "control mean is 0: the mixing scale (mde x control "
                                                 "mean) is 0"), frame["reason"])
     _add_cuped(frame, ok, alt, alpha)
+    _add_margin_tests(frame, ok & ~small, control, treatment, df_cont)
     _add_exact(frame, small, control, treatment, alt, alpha)
     frame["rate_ci_c_low"], frame["rate_ci_c_high"] = stats.wilson_interval(control.mean * control.n, control.n,
                                                                            frame["ci_alpha"])
@@ -208,6 +209,28 @@ def _add_exact(frame: pd.DataFrame, small: np.ndarray, control: stats.Arm, treat
                                          frame["relative_p_value"])  # Fisher's test: ratio 1 <=> difference 0
     frame.loc[small, ["seq_p_value", "seq_ci_low", "seq_ci_high", "cuped_absolute_lift", "cuped_ci_low",
                       "cuped_ci_high", "cuped_p_value", "cuped_variance_reduction", "cuped_theta"]] = np.nan
+
+
+def _add_margin_tests(frame: pd.DataFrame, normal_ok: np.ndarray, control: stats.Arm, treatment: stats.Arm,
+                      df_cont: np.ndarray) -> None:
+    """Guardrails with a margin: the non-inferiority test and the test of harm beyond the margin, on the
+    difference with the margin times the control mean as its bound (Welch t for continuous metrics, unpooled z
+    otherwise)."""
+    margin = frame["margin"].to_numpy(float)
+    bound = margin * np.abs(control.mean)
+    diff, se = treatment.mean - control.mean, np.sqrt(control.var_of_mean + treatment.var_of_mean)
+    harm = frame["direction"].to_numpy()
+    z_tests = stats.margin_tests(diff, se, bound, harm)
+    t_tests = stats.margin_tests(diff, se, bound, harm, df_cont)
+    has, is_cont = ~np.isnan(margin), frame["kind"].to_numpy() == "continuous"
+    frame["margin_reason"] = np.select(
+        [~has, (frame["reason"] != "").to_numpy(), ~normal_ok, control.mean == 0],
+        ["", frame["reason"], "not with few users or conversions: it relies on the normal approximation",
+         "control mean is 0: a relative margin has no scale"], "")
+    usable = has & (frame["margin_reason"] == "").to_numpy()
+    frame["margin_bound"] = np.where(usable, bound, np.nan)
+    frame["margin_p_within"] = np.where(usable, np.where(is_cont, t_tests.p_within, z_tests.p_within), np.nan)
+    frame["margin_p_beyond"] = np.where(usable, np.where(is_cont, t_tests.p_beyond, z_tests.p_beyond), np.nan)
 
 
 def _add_cuped(frame: pd.DataFrame, ok: np.ndarray, alt: np.ndarray, alpha: np.ndarray) -> None:
@@ -281,8 +304,10 @@ def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: S
     loss_rel = post.expected_loss / scale
     safe = [names[i] for i in range(len(names)) if loss_rel[i] < settings.expected_loss_threshold]
     leader = names[int(post.prob_best.argmax())]
+    extra = {"gaussian_effect": _gaussian_effect(arms, names, use.direction != "decrease", settings)} if (
+        settings.gaussian_view) else {}
     return {
-        "status": "ok", "metric": use.metric.name,
+        "status": "ok", "metric": use.metric.name, **extra,
         "prior": ({"family": "beta", "alpha": settings.prior_alpha, "beta": settings.prior_beta}
                   if kind == "proportion" else {"family": "normal approximation, flat prior"}),
         "arms": [{"variant": v, "prob_beats_control": _num(post.prob_beats_control[i]),
@@ -298,6 +323,29 @@ def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: S
                    "value_remaining_threshold": settings.value_remaining_threshold,
                    "can_stop": bool(post.value_remaining_p95 < settings.value_remaining_threshold)},
     }
+
+
+def _gaussian_effect(arms: list[stats.Arm], names: list[str], higher_is_better: bool,
+                     settings: Settings) -> dict[str, Any]:
+    """GrowthBook's Bayesian view of each treatment against control (a different model: see stats.gaussian_effect)."""
+    out = []
+    for variant, arm in zip(names[1:], arms[1:], strict=True):
+        if arms[0].mean == 0:
+            out.append({"variant": variant, "status": "not_computable",
+                        "reason": "control mean is 0: the relative lift is undefined"})
+            continue
+        post = stats.gaussian_effect(arms[0], arm, higher_is_better, settings.effect_prior_mean,
+                                     settings.effect_prior_sd)
+        half = float(stats.critical_value(0.05, "two-sided")) * post.sd
+        out.append({"variant": variant, "status": "ok", "prob_beats_control": _num(post.prob_beats_control),
+                    "relative_lift": _num(post.mean), "credible_interval_95": [_num(post.mean - half),
+                                                                               _num(post.mean + half)],
+                    "risk_relative": {"choose_treatment": _num(post.risk_treatment),
+                                      "keep_control": _num(post.risk_control)}})
+    prior = ({"family": "flat, improper"} if settings.effect_prior_sd is None else
+             {"family": "normal", "mean": settings.effect_prior_mean, "sd": settings.effect_prior_sd})
+    return {"model": "normal posterior of the relative lift (GrowthBook)", "prior_on_relative_lift": prior,
+            "arms": out}
 
 
 def novelty(exp: Experiment, days: dict[int, dict[str, dict[str, Any]]], settings: Settings) -> dict[str, Any]:
@@ -387,12 +435,34 @@ def _good_side(comp: dict[str, Any], direction: str) -> bool:
     return lift < 0 if direction == "decrease" else lift > 0
 
 
+def _guardrail(comp: dict[str, Any], row: dict[str, Any], use: MetricUse, alpha: float) -> dict[str, Any]:
+    """Did a guardrail hold? Without a margin it is breached when the harm is significant (else no harm was
+    detected, which is not proof of none). With a margin it holds only when shown within the margin
+    (non-inferiority) and is breached when the harm beyond the margin is significant; otherwise not shown yet."""
+    if comp["status"] != "ok":
+        return {"margin": use.margin, "status": "not_computable", "reason": comp["reason"]}
+    if use.margin is None:
+        harmed = comp["p_value"] is not None and comp["p_value"] < alpha and _moved(comp, use.direction)
+        return {"margin": None, "status": "breached" if harmed else "no_harm_detected"}
+    if row["margin_reason"]:
+        return {"margin": use.margin, "status": "not_computable", "reason": row["margin_reason"]}
+    within, beyond = float(row["margin_p_within"]), float(row["margin_p_beyond"])
+    status = "breached" if beyond < alpha else ("within_margin" if within < alpha else "not_shown")
+    return {"margin": use.margin, "bound": _num(row["margin_bound"]), "status": status,
+            "p_value_within": _num(within), "p_value_beyond": _num(beyond)}
+
+
 def _harmful(comp: dict[str, Any], direction: str) -> bool:
-    """The interval excludes 0 on the wrong side (for guardrails: the harmful side)."""
+    """The primary metric's interval excludes 0 on the side opposite to the wanted `direction`."""
+    return direction != "any" and _moved(comp, "decrease" if direction == "increase" else "increase")
+
+
+def _moved(comp: dict[str, Any], move: str) -> bool:
+    """The interval excludes 0 on the side of `move` (decrease, increase, or change: either side)."""
     ci = comp["absolute_ci"]
     if ci is None or None in ci:
         return False
-    return {"increase": ci[1] < 0, "decrease": ci[0] > 0, "any": False, "change": ci[0] > 0 or ci[1] < 0}[direction]
+    return {"decrease": ci[1] < 0, "increase": ci[0] > 0, "change": ci[0] > 0 or ci[1] < 0}[move]
 
 
 def power_view(exp: Experiment, comps: list[dict[str, Any]], days_running: int) -> dict[str, Any]:
@@ -459,8 +529,9 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
     # harm stops a test at any time: the always-valid test may be read daily, also for bad news
     losers = [c for c in comps if (horizon and _harmful(c, direction))
               or (_significant(c, basis, exp.alpha) and not _good_side(c, direction))]
-    breached = [g for g in entry["metrics"] if g["role"] == "guardrail" for c in g["comparisons"]
-                if c.get("guardrail_breached")]
+    guarded = [(g, c) for g in entry["metrics"] if g["role"] == "guardrail" for c in g["comparisons"]]
+    breached = [g for g, c in guarded if c["guardrail"]["status"] == "breached"]
+    unproven = [g for g, c in guarded if c["guardrail"]["margin"] and c["guardrail"]["status"] != "within_margin"]
 
     def describe(c: dict[str, Any]) -> str:
         ci = c["relative_ci"] if basis == "fixed" else None
@@ -469,13 +540,20 @@ def _verdict(exp: Experiment, entry: dict[str, Any], settings: Settings) -> dict
         return (f"{c['variant']} {primary['metric']} {_pct(c['relative_lift'])}{interval}, "
                 f"p {_p(p)} ({how})")
 
-    if winners and not breached and not entry["window"]["early"]:
+    if winners and not breached and not unproven and not entry["window"]["early"]:
         best = min(winners, key=lambda c: c["p_value_adjusted"] if basis == "fixed" else c["sequential"]["p_value"])
         return {"decision": "launch", "text": prefix + f"Launch {best['variant']}: {describe(best)}; guardrails hold."}
     if winners and breached:
         names = ", ".join(sorted({g["metric"] for g in breached}))
         return {"decision": "guardrail_breached", "text": prefix + f"Do not launch: {describe(winners[0])}, but "
                 f"guardrail(s) {names} moved the wrong way."}
+    if winners and unproven and not entry["window"]["early"]:
+        names = ", ".join(sorted({f"{g['metric']} (margin {g['margin']:.1%})" for g in unproven}))
+        if ended:
+            return {"decision": "guardrail_not_shown", "text": prefix + f"Do not launch on this evidence: "
+                    f"{describe(winners[0])}, but guardrail(s) {names} were not shown to stay within their margin."}
+        return {"decision": "keep_running", "text": prefix + f"Promising: {describe(winners[0])}. Keep running "
+                f"until guardrail(s) {names} are shown to stay within their margin."}
     if winners:
         return {"decision": "keep_running", "text": prefix + f"Promising: {describe(winners[0])}. Keep running to "
                 f"the minimum of {exp.min_days} days before deciding."}
@@ -614,17 +692,20 @@ def _analyse(exp: Experiment, entry: dict[str, Any], totals: dict[str, dict[str,
     for use in exp.metrics:
         metric_rows = [c for c in comps if c["metric"] == use.metric.name]
         comparisons = [_comparison(r) for r in metric_rows]
-        for c in comparisons:
+        for c, row in zip(comparisons, metric_rows, strict=True):
             if use.role == "guardrail":
-                c["guardrail_breached"] = bool(c["p_value"] is not None and c["p_value"] < exp.alpha
-                                               and _harmful(c, use.direction))
+                c["guardrail"] = _guardrail(c, row, use, exp.alpha)
+                c["guardrail_breached"] = c["guardrail"]["status"] == "breached"
                 if c["guardrail_breached"]:
-                    warnings.append(f"guardrail {use.metric.name} moved ({use.direction}) in {c['variant']}: "
-                                    f"{_pct(c['relative_lift'])}, p {_p(c['p_value'])}")
+                    beyond = f" beyond its {use.margin:.1%} margin" if use.margin else ""
+                    p = c["guardrail"]["p_value_beyond"] if use.margin else c["p_value"]
+                    warnings.append(f"guardrail {use.metric.name} moved ({use.direction}){beyond} in "
+                                    f"{c['variant']}: {_pct(c['relative_lift'])}, p {_p(p)}")
         arms = {exp.control: _num(metric_rows[0]["control_mean"]) if metric_rows else None}
         arms |= {r["variant"]: _num(r["treatment_mean"]) for r in metric_rows}
         entry["metrics"].append({"metric": use.metric.name, "role": use.role, "kind": use.metric.kind,
-                                 "direction": use.direction, "description": use.metric.description,
+                                 "direction": use.direction, "margin": use.margin,
+                                 "description": use.metric.description,
                                  "arm_means": arms, "comparisons": comparisons})
     for comp in (c for m in entry["metrics"] for c in m["comparisons"]):
         if comp["status"] == "not_computable":

@@ -8,7 +8,9 @@ For analysts with sums from any warehouse, in the format of `jobs/ab/counts.py`:
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,14 +28,29 @@ def report(ctx: Context) -> list[Outcome]:
     diagnostics = read_table(args.diagnostics) if args.diagnostics else None
     built = analysis.build_report(read_table(args.counts), reg, args.date, registry.parse_ids(args.experiments),
                                   diagnostics, code_version=config.code_version(), source=args.counts)
-    files = {args.out: json.dumps(built, separators=(",", ":"), allow_nan=False)}
+    files = {}
     if args.html:
         history = outputs.history_rows(built)
         files[args.html] = render.report_html(built, history if not history.empty else pd.DataFrame())
-    for path, text in files.items():  # every file rendered first: a failure writes none of them
-        storage.write_atomic(Path(path).resolve().as_uri(), text.encode())
+    files[args.out] = json.dumps(built, separators=(",", ":"), allow_nan=False)
+    publish(files, lock=Path(args.out).resolve().parent)
     verdicts = tuple(f"{entry['id']}: {entry['verdict']['text']}" for entry in built["experiments"])
     return [Outcome({"report": args.out, "html": args.html}, verdicts)]
+
+
+def publish(files: dict[str, str], lock: Path) -> None:
+    """Write files rendered in full beforehand (a failure while rendering writes none), each atomically, the JSON
+    last, while holding an exclusive lock on `lock` (the JSON's directory): two runs on the same paths publish one
+    after the other, so report.json and report.html always come from the same run. A kill between the two
+    renames leaves the new HTML beside the previous JSON until the rerun, which rewrites both."""
+    lock.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for path, text in files.items():
+            storage.write_atomic(Path(path).resolve().as_uri(), text.encode())
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def main(argv: list[str] | None = None) -> int:

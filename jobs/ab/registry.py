@@ -63,6 +63,9 @@ class MetricUse:
     metric: Metric
     role: str  # primary | secondary | guardrail
     direction: str  # increase | decrease | any (guardrails: the harmful move, `change` = any)
+    #: guardrails only: the relative harm that is acceptable (0.02 = 2% of the control mean); with it the guardrail
+    #: must be shown non-inferior (within the margin), not merely "no significant harm found"
+    margin: float | None = None
 
     @property
     def alternative(self) -> str:
@@ -86,6 +89,10 @@ class Settings:
     expected_loss_threshold: float = 0.001
     value_remaining_threshold: float = 0.01
     novelty_min_days: int = 3
+    #: also show GrowthBook's Bayesian model (a normal posterior of the relative lift) beside the exact one
+    gaussian_view: bool = False
+    effect_prior_mean: float = 0.0
+    effect_prior_sd: float | None = None  # None: flat (improper) prior, GrowthBook's default
 
 
 @dataclass
@@ -194,6 +201,12 @@ def _settings(raw: dict[str, Any], source: str) -> Settings:
     prior = values.pop("prior", {}) or {}
     values["prior_alpha"] = prior.get("alpha", Settings.prior_alpha)
     values["prior_beta"] = prior.get("beta", Settings.prior_beta)
+    effect_prior = values.pop("effect_prior", None) or {}
+    if not isinstance(effect_prior, dict) or set(effect_prior) - {"mean", "sd"}:
+        raise RegistryError(f"{source}: defaults.effect_prior must be a mapping with `mean` and `sd` (of the relative "
+                            f"lift, e.g. {{mean: 0, sd: 0.3}}), got {effect_prior!r}")
+    values["effect_prior_mean"] = effect_prior.get("mean", Settings.effect_prior_mean)
+    values["effect_prior_sd"] = effect_prior.get("sd", Settings.effect_prior_sd)
     if values.pop("posterior_draws", None) is not None:  # registries written before the numbers were exact
         log.warning("%s: defaults.posterior_draws is no longer used: the Bayesian numbers are computed exactly", source)
     unknown = set(values) - set(Settings.__dataclass_fields__)
@@ -206,6 +219,13 @@ def _settings(raw: dict[str, Any], source: str) -> Settings:
         problems.append(f"correction must be one of {', '.join(CORRECTIONS)}")
     if settings.prior_alpha <= 0 or settings.prior_beta <= 0:
         problems.append("prior alpha and beta must be > 0")
+    if not isinstance(settings.gaussian_view, bool):
+        problems.append(f"gaussian_view must be true or false, got {settings.gaussian_view!r}")
+    sd, mean = settings.effect_prior_sd, settings.effect_prior_mean
+    if sd is not None and (isinstance(sd, bool) or not isinstance(sd, int | float) or not 0 < sd < math.inf):
+        problems.append(f"effect_prior.sd must be a positive number, got {sd!r}")
+    if isinstance(mean, bool) or not isinstance(mean, int | float) or not math.isfinite(mean):
+        problems.append(f"effect_prior.mean must be a number, got {mean!r}")
     if problems:
         raise RegistryError(f"{source}: defaults: " + "; ".join(problems))
     return settings
@@ -303,6 +323,17 @@ def _metric_uses(entry: dict[str, Any], metrics: dict[str, Metric], errors: list
         if name not in metrics:
             errors.append(f"{role} metric {name!r} is not in the metric catalog")
             continue
+        margin = spec.get("margin")
+        if margin is not None and (role != "guardrail" or isinstance(margin, bool)
+                                   or not isinstance(margin, int | float) or not 0 < margin < 1):
+            errors.append(f"{role} metric {name}: margin is a relative non-inferiority margin for guardrails, "
+                          f"a number in (0, 1) such as 0.02 for 2%, got {margin!r}")
+            continue
+        allowed_keys = {"metric", "must_not", "margin"} if role == "guardrail" else {"metric", "direction"}
+        if set(spec) - allowed_keys:  # a misspelt `margn` must not silently become "no margin"
+            errors.append(f"{role} metric {name}: unknown key(s) {sorted(set(spec) - allowed_keys)}; "
+                          f"allowed: {sorted(allowed_keys)}")
+            continue
         direction = spec.get("must_not") if role == "guardrail" else spec.get("direction")
         allowed = GUARDRAIL_HARM if role == "guardrail" else DIRECTIONS
         if direction not in allowed:
@@ -312,5 +343,5 @@ def _metric_uses(entry: dict[str, Any], metrics: dict[str, Metric], errors: list
         if any(u.metric.name == name for u in uses):
             errors.append(f"metric {name} is listed twice")
             continue
-        uses.append(MetricUse(metrics[name], role, direction))
+        uses.append(MetricUse(metrics[name], role, direction, margin))
     return uses

@@ -114,13 +114,16 @@ def probability(value: float) -> str:
 
 
 def _fmt(value: Any, kind: str = "num") -> str:
-    """The template's `fmt` filter: num (significant digits), int (users), pct (a lift), p, prob."""
+    """The template's `fmt` filter: num (significant digits), int (users), pct (a lift, signed), share (a loss or a
+    margin, unsigned), p, prob."""
     if value is None:
         return "—"
     if kind == "int":
         return f"{value:,.0f}"
     if kind == "pct":
         return f"{value * 100:+.2f}%"
+    if kind == "share":  # a loss of 0.002% is not "0.00%": small shares keep one significant digit
+        return f"{value * 100:.2f}%" if value == 0 or value >= 1e-4 else f"{significant(value * 100, 1)}%"
     if kind == "p":
         return p_value(value)
     if kind == "prob":
@@ -128,10 +131,24 @@ def _fmt(value: Any, kind: str = "num") -> str:
     return significant(value)
 
 
+def guardrail_note(guardrail: dict[str, Any]) -> str:
+    """Beside "guardrail" in the metrics table: the verdict of that guardrail and, with a margin, its test."""
+    margin = f" {guardrail['margin'] * 100:g}%" if guardrail.get("margin") else ""
+    status = guardrail["status"]
+    if status == "breached":
+        return f" ⚠ breached{' beyond' + margin if margin else ''}"
+    if status == "within_margin":
+        return f" ✓ within{margin} (p {p_value(guardrail['p_value_within'])})"
+    if status == "not_shown":
+        return f" · not yet shown within{margin} (p {p_value(guardrail['p_value_within'])})"
+    return ""
+
+
 def report_html(report: dict[str, Any], history: pd.DataFrame) -> str:
     env = Environment(loader=FileSystemLoader(str(config.include_path("templates"))),
                       autoescape=select_autoescape(["html", "j2"]))
     env.filters["fmt"] = _fmt
+    env.globals["guardrail_note"] = guardrail_note
     plots = {e["id"]: {"lift": lift_plot(history, e["id"]) if not history.empty else None,
                        "novelty": novelty_plot(e.get("novelty") or {}),
                        "posterior": posterior_plot(e.get("bayesian") or {})}

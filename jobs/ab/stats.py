@@ -132,6 +132,34 @@ def unpooled_ztest(control: Arm, treatment: Arm, alternative: np.ndarray | str) 
 
 
 @dataclass(frozen=True)
+class Margin:
+    """A guardrail's tests against its non-inferiority margin (two p-values per comparison)."""
+
+    p_within: np.ndarray  # H1: the harm is smaller than the margin (non-inferiority; equivalence for `change`)
+    p_beyond: np.ndarray  # H1: the harm is larger than the margin
+
+
+def margin_tests(diff: ArrayLike, se: ArrayLike, bound: ArrayLike, harm: np.ndarray | str,
+                 df: ArrayLike | None = None) -> Margin:
+    """Non-inferiority test of treatment - control against an absolute margin `bound` (> 0) on the harmful side.
+
+    `harm` decrease: H0 diff <= -bound vs H1 diff > -bound; increase: H0 diff >= bound vs H1 diff < bound;
+    change: both (two one-sided tests, TOST: p = the larger). The same statistic the other way gives
+    `p_beyond` (harm beyond the margin; for `change` two-sided). These are statsmodels' `ttest_ind(...,
+    usevar="unequal", value=...)` and `test_proportions_2indep(..., method="wald", value=...)`."""
+    diff, se, bound = (np.asarray(x, float) for x in (diff, se, bound))
+    harm = np.broadcast_to(np.asarray(harm), diff.shape)
+    from_below, from_above = divide(diff + bound, se), divide(diff - bound, se)
+    above_lower, below_upper = p_value(from_below, "larger", df), p_value(from_above, "smaller", df)
+    beyond_lower, beyond_upper = p_value(from_below, "smaller", df), p_value(from_above, "larger", df)
+    is_decrease, is_increase = harm == "decrease", harm == "increase"
+    return Margin(np.select([is_decrease, is_increase], [above_lower, below_upper],
+                            np.maximum(above_lower, below_upper)),
+                  np.select([is_decrease, is_increase], [beyond_lower, beyond_upper],
+                            np.minimum(2 * np.minimum(beyond_lower, beyond_upper), 1.0)))
+
+
+@dataclass(frozen=True)
 class Lift:
     absolute: np.ndarray
     absolute_ci: tuple[np.ndarray, np.ndarray]
@@ -456,6 +484,37 @@ def _regret_quantile(family: _Family, leader: int, prob_leader_best: float, high
         if high > 1e6:
             return float("inf")
     return float(optimize.brentq(lambda t: cdf(t) - q, 0.0, high, xtol=1e-9, rtol=1e-9))
+
+
+@dataclass(frozen=True)
+class EffectPosterior:
+    """Normal posterior of one treatment's relative lift over control (GrowthBook's Bayesian model)."""
+
+    mean: float
+    sd: float
+    prob_beats_control: float
+    risk_treatment: float  # E[relative loss if the treatment is chosen and control was better]
+    risk_control: float    # E[relative loss if control is kept and the treatment was better]
+
+
+def gaussian_effect(control: Arm, treatment: Arm, higher_is_better: bool, prior_mean: float | None = None,
+                    prior_sd: float | None = None) -> EffectPosterior:
+    """GrowthBook's Bayesian engine (gbstats `EffectBayesianABTest`, relative lift): the lift
+    m_t / m_c - 1 with its delta-method variance is the likelihood of a normal effect, under a flat prior
+    (GrowthBook's default) or a normal prior N(prior_mean, prior_sd^2) on the lift. A different model from
+    `posterior` (one distribution of the lift rather than one per arm), so its numbers differ slightly."""
+    lifted = lift(control, treatment, 0.05, "two-sided")
+    mean, var = float(lifted.relative), float(lifted.relative_se) ** 2
+    if prior_sd is not None:
+        precision = 1 / var + 1 / prior_sd**2
+        mean, var = (mean / var + (prior_mean or 0.0) / prior_sd**2) / precision, 1 / precision
+    sd = var**0.5
+    z = mean / sd
+    gain = mean * special.ndtr(z) + sd * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # E[max(lift, 0)]
+    loss = gain - mean  # E[max(-lift, 0)]
+    beats = float(special.ndtr(z if higher_is_better else -z))
+    risk_treatment, risk_control = (loss, gain) if higher_is_better else (gain, loss)
+    return EffectPosterior(mean, sd, beats, float(risk_treatment), float(risk_control))
 
 
 @dataclass(frozen=True)

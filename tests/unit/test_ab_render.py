@@ -53,3 +53,25 @@ def test_an_srm_experiment_shows_the_diagnosis_and_hides_effect_sizes_behind_sho
     assert "Sample ratio" in before and "flagged" in before and "Do not read these results" in before
     assert "relative lift" not in before and "P(beats control)" not in before
     assert "Show the effect sizes anyway" in hidden and "relative lift" in hidden
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.0557, "5.57%"), (2.0e-5, "0.002%"), (0.0, "0.00%"), (3e-9, "3 × 10⁻⁷%"),
+])
+def test_losses_and_risks_are_unsigned_shares_that_never_round_to_zero(value, shown):
+    assert render._fmt(value, "share") == shown
+
+
+def test_guardrail_verdicts_and_the_growthbook_view_are_shown():
+    reg = registry.load()
+    settings = registry.Settings(**{**reg.settings.__dict__, "gaussian_view": True})
+    exp = next(e for e in reg.experiments if e.id == "exp_checkout_button")
+    guard = exp.metrics[-2]
+    exp.metrics[-2] = registry.MetricUse(guard.metric, guard.role, guard.direction, margin=0.02)
+    rows = arm_rows(exp.id, "control", 30_000, 3_000) + arm_rows(exp.id, "treatment", 30_000, 3_600)
+    built = analysis.build_report(pd.DataFrame(rows), registry.Registry(settings, reg.metrics, [exp]), DAY)
+    html = render.report_html(built, outputs.history_rows(built))
+    row = next(r for r in html.split("<tr>") if r.startswith(f"<td>{guard.metric.name}</td>"))
+    assert re.search(r"guardrail (✓ within|· not yet shown within) 2% \(p [0-9.]+\)", row), row
+    assert "GrowthBook's model, a different one" in html and "risk if launched" in html
+    assert "+0.00%" not in html  # losses are unsigned

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 import zlib
 
 import numpy as np
@@ -107,6 +108,12 @@ def test_a_broken_registry_file_is_a_clear_error(tmp_path):
     ({"end_date": "2026-11-01"}, "is before start_date"),
     ({"alpha": 1.5}, "alpha must be a number in (0, 1)"),
     ({"mde": 0}, "mde"),
+    ({"guardrail_metrics": [{"metric": "page_views_per_user", "must_not": "decrease", "margin": 2}]},
+     "margin is a relative non-inferiority margin for guardrails"),
+    ({"secondary_metrics": [{"metric": "revenue_per_user", "direction": "increase", "margin": 0.02}]},
+     "margin is a relative non-inferiority margin for guardrails"),
+    ({"guardrail_metrics": [{"metric": "page_views_per_user", "must_not": "decrease", "margn": 0.02}]},
+     "unknown key(s) ['margn']"),
 ])
 def test_an_invalid_entry_is_reported_without_stopping_the_others(overrides, error):
     raw = one_experiment(**overrides)
@@ -360,3 +367,88 @@ def test_relative_lift_has_its_own_delta_method_p_value_and_power_now_is_reporte
     assert primary["relative_p_value"] == pytest.approx(sps.norm.sf((t / c - 1) / rel_se), rel=1e-9)
     power = entry["power"]["arms"][0]
     assert 0 < power["power_now"] <= 1 and (power["power_now"] >= 0.8) == power["reached"]
+
+
+def guarded(margin: float | None, **overrides) -> dict:
+    """The checkout experiment (a clear winner on its primary metric) with one guardrail: page views per user."""
+    spec = {"metric": "page_views_per_user", "must_not": "decrease"} | ({"margin": margin} if margin else {})
+    return one_experiment(**{"start_date": "2026-11-01", "guardrail_metrics": [spec], **overrides})
+
+
+def with_page_views(exp: str, treatment_mean: float, sd: float = 3.0, n: float = 20000) -> list[dict]:
+    """A clear primary winner; page views per user with mean 5 (control) and `treatment_mean`, spread `sd`."""
+    rows = arm_rows(exp, "control", n, n / 10) + arm_rows(exp, "treatment", n, n * 0.12)
+    for row in rows:
+        if row["metric"] == "page_views_per_user":
+            mean = 5.0 if row["variant"] == "control" else treatment_mean
+            row.update(main_sum=n * mean, main_sum_squares=(n - 1) * sd**2 + n * mean**2)
+    return rows
+
+
+@pytest.mark.parametrize(("margin", "treatment_mean", "sd", "status", "decision"), [
+    (0.02, 5.0, 3.0, "within_margin", "launch"),             # no change, measured precisely: shown within 2%
+    (0.02, 4.95, 3.0, "within_margin", "launch"),            # a significant -1% drop, but inside the 2% margin
+    (None, 4.95, 3.0, "breached", "guardrail_breached"),     # the same drop without a margin is a breach
+    (0.02, 4.8, 3.0, "breached", "guardrail_breached"),      # -4%: significantly beyond the margin
+    (0.02, 5.0, 30.0, "not_shown", "keep_running"),         # too noisy to show anything: launch must wait
+    (None, 5.0, 30.0, "no_harm_detected", "launch"),         # without a margin "no harm found" is enough
+])
+def test_a_guardrail_with_a_margin_must_be_shown_within_it(margin, treatment_mean, sd, status, decision):
+    raw = guarded(margin)
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, with_page_views(exp, treatment_mean, sd))["experiments"][0]
+    guard = next(m for m in entry["metrics"] if m["role"] == "guardrail")
+    assert guard["margin"] == margin
+    comp = guard["comparisons"][0]
+    assert comp["guardrail"]["status"] == status, comp["guardrail"]
+    assert comp["guardrail_breached"] == (status == "breached")
+    assert entry["verdict"]["decision"] == decision, entry["verdict"]
+    if margin:
+        assert comp["guardrail"]["bound"] == pytest.approx(margin * 5.0)
+        if status == "not_shown":
+            assert "until guardrail(s) page_views_per_user (margin 2.0%) are shown" in entry["verdict"]["text"]
+
+
+def test_an_ended_experiment_whose_guardrail_was_never_shown_within_its_margin_is_not_launched():
+    raw = guarded(0.02, start_date="2026-10-01", end_date="2026-10-31")
+    exp = raw["experiments"][0]["id"]
+    entry = report_for(raw, with_page_views(exp, 5.0, sd=30.0))["experiments"][0]
+    assert entry["verdict"]["decision"] == "guardrail_not_shown"
+    assert "were not shown to stay within their margin" in entry["verdict"]["text"]
+
+
+def test_a_margin_guardrail_with_few_users_is_not_computable_and_blocks_a_launch():
+    raw = guarded(0.02)
+    exp = raw["experiments"][0]["id"]
+    rows = with_page_views(exp, 5.0)
+    for row in rows:
+        if row["metric"] == "page_views_per_user" and row["variant"] == "control":
+            row.update(main_sum=0.0, main_sum_squares=0.0)  # control mean 0: a relative margin has no scale
+    entry = report_for(raw, rows)["experiments"][0]
+    guard = next(m for m in entry["metrics"] if m["role"] == "guardrail")["comparisons"][0]["guardrail"]
+    assert guard["status"] == "not_computable" and "control mean is 0" in guard["reason"]
+    assert entry["verdict"]["decision"] == "keep_running"
+
+
+def test_the_growthbook_style_view_is_an_option_with_its_own_prior():
+    raw = one_experiment()
+    exp = raw["experiments"][0]["id"]
+    rows = arm_rows(exp, "control", 4000, 400) + arm_rows(exp, "treatment", 4000, 440)
+    assert "gaussian_effect" not in report_for(raw, rows)["experiments"][0]["bayesian"]
+    raw["defaults"] |= {"gaussian_view": True, "effect_prior": {"mean": 0.0, "sd": 0.3}}
+    view = report_for(raw, rows)["experiments"][0]["bayesian"]["gaussian_effect"]
+    reference = stats.gaussian_effect(stats.proportion_arm(4000, 400), stats.proportion_arm(4000, 440), True,
+                                      0.0, 0.3)
+    arm = view["arms"][0]
+    assert view["prior_on_relative_lift"] == {"family": "normal", "mean": 0.0, "sd": 0.3}
+    assert (arm["prob_beats_control"], arm["relative_lift"]) == pytest.approx(
+        (reference.prob_beats_control, reference.mean), rel=1e-12)
+    assert arm["risk_relative"]["choose_treatment"] == pytest.approx(reference.risk_treatment, rel=1e-12)
+    assert arm["relative_lift"] < 0.1  # the prior pulls the observed +10% towards 0
+    for bad, error in (({"effect_prior": {"mean": 0, "sd": -1}}, "effect_prior.sd must be a positive number"),
+                       ({"effect_prior": {"mu": 0}}, "effect_prior must be a mapping"),
+                       ({"gaussian_view": "yes"}, "gaussian_view must be true or false")):
+        broken = copy.deepcopy(raw)
+        broken["defaults"] |= bad
+        with pytest.raises(registry.RegistryError, match=re.escape(error)):
+            registry.parse(broken)

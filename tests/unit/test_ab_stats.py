@@ -279,3 +279,50 @@ def test_exact_srm_tests_for_counts_too_small_for_chi_square():
     assert stats.srm_exact(np.array([1, 1, 0]), third) == pytest.approx(1.0)
     assert stats.srm_exact(np.array([0, 0, 12]), third) == pytest.approx(3 / 3**12)
     assert stats.srm_exact(np.array([300, 300, 300, 300]), np.full(4, 0.25)) is None  # too many to enumerate
+
+
+def test_guardrail_margin_tests_match_statsmodels_non_inferiority_and_tost():
+    from statsmodels.stats.proportion import test_proportions_2indep
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+    rng = np.random.default_rng(3)
+    control, treatment = rng.exponential(3.0, 400), rng.exponential(2.9, 500)
+    c = stats.mean_arm(len(control), control.sum(), (control**2).sum())
+    t = stats.mean_arm(len(treatment), treatment.sum(), (treatment**2).sum())
+    bound = 0.05 * float(c.mean)
+    se, df = np.sqrt(c.var_of_mean + t.var_of_mean), stats.welch_df(c, t)
+    compare = CompareMeans(DescrStatsW(treatment), DescrStatsW(control))
+    for harm, (alternative, value) in {"decrease": ("larger", -bound), "increase": ("smaller", bound)}.items():
+        tests = stats.margin_tests(t.mean - c.mean, se, bound, harm, df)
+        within = compare.ttest_ind(alternative=alternative, usevar="unequal", value=value)[1]
+        beyond = compare.ttest_ind(alternative="smaller" if alternative == "larger" else "larger",
+                                   usevar="unequal", value=value)[1]
+        assert (float(tests.p_within), float(tests.p_beyond)) == pytest.approx((within, beyond), rel=1e-9)
+    equivalence = stats.margin_tests(t.mean - c.mean, se, bound, "change", df)
+    assert float(equivalence.p_within) == pytest.approx(compare.ttost_ind(-bound, bound, usevar="unequal")[0],
+                                                       rel=1e-9)
+    # proportions: the Wald (unpooled) test against a shifted null, as statsmodels' test_proportions_2indep
+    pc, pt = stats.proportion_arm(4000, 1200), stats.proportion_arm(4100, 1190)
+    tests = stats.margin_tests(pt.mean - pc.mean, np.sqrt(pc.var_of_mean + pt.var_of_mean), 0.03 * 0.3, "decrease")
+    reference = test_proportions_2indep(1190, 4100, 1200, 4000, value=-0.03 * 0.3, method="wald", compare="diff",
+                                        alternative="larger")
+    assert float(tests.p_within) == pytest.approx(reference.pvalue, rel=1e-9)
+
+
+@pytest.mark.parametrize(("control", "treatment", "prior", "expected"), [
+    # gbstats' own tests (packages/stats/tests/bayesian/test_tests.py, EffectBayesianABTest, relative lift):
+    # mean, sd, chance to win, risk [keep control, launch]
+    (stats.proportion_arm(100, 49), stats.proportion_arm(100, 51), None, (0.04082, 0.14725, 0.60918, 0.0814, 0.04058)),
+    (stats.mean_arm(10, 100, 1002.25), stats.mean_arm(10, 105, 1111.5), None,
+     (0.05, 0.03572, 0.91923, 0.05131, 0.00131)),
+    (stats.mean_arm(10, 100, 1002.25), stats.mean_arm(10, 105, 1111.5), (0.1, 0.1**0.5),
+     (0.05063, 0.03549, 0.92315, 0.05186, 0.00123)),
+])
+def test_gaussian_effect_view_matches_growthbooks_published_results(control, treatment, prior, expected):
+    mean, sd = prior or (0.0, None)
+    post = stats.gaussian_effect(control, treatment, True, mean, sd)
+    got = (post.mean, post.sd, post.prob_beats_control, post.risk_control, post.risk_treatment)
+    assert np.round(got, 5) == pytest.approx(expected, abs=1e-12)
+    mirrored = stats.gaussian_effect(control, treatment, False, mean, sd)  # lower is better: the same lift, flipped
+    assert mirrored.prob_beats_control == pytest.approx(1 - post.prob_beats_control)
+    assert (mirrored.risk_treatment, mirrored.risk_control) == pytest.approx((post.risk_control, post.risk_treatment))
