@@ -1,4 +1,5 @@
-"""Spark MLlib ALS (this project's training path) against the `implicit` library's CPU ALS.
+"""This project's ALS training (its Spark MLlib engine and its `implicit` engine on the driver) against the
+`implicit` library's CPU ALS called directly.
 
 Same interaction matrix, same time-based holdout, same factors / regularisation value /
 iterations / confidence (c = 1 + alpha * r; implicit is given 1 + alpha * r with its own
@@ -105,13 +106,17 @@ def split(rows: DataFrame, day: dt.date) -> tuple[DataFrame, ...]:
     return train_set, labels, consumed
 
 
-def spark_als(train_set: DataFrame, labels: DataFrame, consumed: DataFrame, params: AlsParams, k: int,
-              checkpoint_dir: str, num_blocks: int | None) -> dict:
+def project_als(train_set: DataFrame, labels: DataFrame, consumed: DataFrame, params: AlsParams, k: int,
+                checkpoint_dir: str, num_blocks: int | None, engine: str) -> dict:
+    """This project's training function with `engine` (spark: MLlib; implicit: the driver engine, including
+    collecting the split and handing the factors back to Spark, which its "fit s" counts)."""
     settings = load_settings()
     if num_blocks:
         settings = dataclasses.replace(settings, num_blocks=num_blocks)
-    one = train(train_set, AlsParams(params.rank, params.reg_param, params.alpha, 1), settings, checkpoint_dir)
-    full = train(train_set, params, settings, checkpoint_dir)
+    one = train(train_set, AlsParams(params.rank, params.reg_param, params.alpha, 1), settings, checkpoint_dir,
+                engine)
+    one.release()
+    full = train(train_set, params, settings, checkpoint_dir, engine)
     recs = model_recs(full.model, labels.select("user").join(consumed, "user"), k, settings.item_block_size)
     catalog = train_set.select("item").distinct().count()
     return {"fit": full.seconds, "per_iteration": (full.seconds - one.seconds) / (params.max_iter - 1),
@@ -188,8 +193,11 @@ def main() -> None:
         for name, build in datasets.items():
             print(f"\n== {name}")
             train_set, labels, consumed = build()
-            results = {"Spark MLlib ALS": spark_als(train_set, labels, consumed, params, args.k,
-                                                    Path(scratch, "checkpoints").as_uri(), args.num_blocks),
+            checkpoints = Path(scratch, "checkpoints").as_uri()
+            results = {"Spark MLlib ALS": project_als(train_set, labels, consumed, params, args.k, checkpoints,
+                                                      args.num_blocks, "spark"),
+                       "this job, engine implicit": project_als(train_set, labels, consumed, params, args.k,
+                                                                checkpoints, args.num_blocks, "implicit"),
                        "implicit ALS (conjugate gradient)": implicit_als(train_set, labels, params, args.k, True),
                        "implicit ALS (exact Cholesky)": implicit_als(train_set, labels, params, args.k, False)}
             report(name, results, args.k)

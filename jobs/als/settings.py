@@ -17,6 +17,8 @@ from jobs.common import config, errors
 from jobs.common.settings import read_yaml
 
 PRIMARY_METRICS = ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k")
+#: auto: `implicit` on the driver up to `single_node_max_interactions`, Spark MLlib beyond (jobs/als/model.py)
+ENGINES = ("auto", "spark", "implicit")
 JAVA_INT_MAX = 2**31 - 1
 
 
@@ -50,6 +52,9 @@ class AlsSettings:
     min_users: int
     min_items: int
     params: AlsParams
+    engine: str
+    single_node_max_interactions: int
+    single_node_threads: int
     num_blocks: int
     checkpoint_interval: int
     seed: int
@@ -143,6 +148,10 @@ def validate(raw: dict[str, Any]) -> list[str]:
     problems += _param_problems(train.get("params") or {}, "training.params")
     for name in ("num_blocks", "checkpoint_interval"):
         _positive_int(train, name, "training", problems)
+    if train.get("engine") not in ENGINES:
+        problems.append(f"training.engine must be one of {ENGINES}, got {train.get('engine')!r}")
+    _positive_int(train, "single_node_max_interactions", "training", problems, minimum=0)
+    _positive_int(train, "single_node_threads", "training", problems, minimum=0)
     _positive_int(train, "seed", "training", problems, minimum=0)
     search = train.get("search") or {}
     _positive_int(search, "max_trials", "training.search", problems)
@@ -181,6 +190,8 @@ def parse(raw: dict[str, Any]) -> AlsSettings:
         half_life_days=float(inter["half_life_days"]), window_days=inter["window_days"],
         holdout_days=inter["holdout_days"], max_id=inter["max_id"], min_interactions=inter["min_interactions"],
         min_users=inter["min_users"], min_items=inter["min_items"], params=params_from(train["params"]),
+        engine=train["engine"], single_node_max_interactions=train["single_node_max_interactions"],
+        single_node_threads=train["single_node_threads"],
         num_blocks=train["num_blocks"], checkpoint_interval=train["checkpoint_interval"], seed=train["seed"],
         search_max_trials=train["search"]["max_trials"], search_grid=train["search"]["grid"],
         k=evaluation["k"], primary_metric=evaluation["primary_metric"],

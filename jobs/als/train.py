@@ -6,7 +6,8 @@ For run date D and the ALS settings:
    to D, or from an export: weight per event type, time decay, unusable rows quarantined with a
    reason (`quarantine/als_interactions/dt=D`); stable integer ids (`gold/als/id_map/{users,items}`);
 2. the last `holdout_days` are the holdout; ALS(implicitPrefs=True) trains on the days before
-   (optionally a small hyperparameter search), with checkpoints and native BLAS;
+   (optionally a small hyperparameter search): Spark MLlib with checkpoints and native BLAS, or the `implicit`
+   library on the driver for a split that fits there (`training.engine`);
 3. precision/recall/NDCG/MAP@K and coverage for the model, the popularity baseline and the
    champion, all on the same holdout; the champion pointer moves only when the model beats both;
 4. the version is written aside and swapped in: model, embeddings, top-K recommendations
@@ -34,7 +35,7 @@ from jobs.als import STAGE, registry
 from jobs.als import interactions as ix
 from jobs.als.evaluation import Judging, evaluate, judge_champion
 from jobs.als.interactions import DataWindow, labelled
-from jobs.als.model import Trained, blas_implementation, non_finite_factors, search_space, train
+from jobs.als.model import Trained, blas_implementation, engine_for, non_finite_factors, search_space, train
 from jobs.als.settings import AlsSettings
 from jobs.als.topk import model_recs, similar_items
 from jobs.common import storage
@@ -114,16 +115,18 @@ def fit_best(prep: Prepared, judging: Judging, settings: AlsSettings, search: bo
 
     Returns every trained model too, so the run can release their cached factors."""
     models, best, best_metrics, trials = [], None, None, []
+    engine = engine_for(settings, prep.counts["train_interactions"])
     for params in (search_space(settings) if search else [settings.params]):
-        trained = train(prep.train, params, settings, checkpoint_dir)
+        trained = train(prep.train, params, settings, checkpoint_dir, engine)
         models.append(trained)
         bad = non_finite_factors(trained.model)
         if bad:
             raise ArithmeticError(f"ALS with {params} produced {bad} non-finite factor vectors; nothing published")
         metrics = evaluate(trained.model, judging, settings)
-        trials.append({"params": dataclasses.asdict(params), "seconds": round(trained.seconds, 2), **metrics})
-        log.info("trial %s: %s=%s in %.1fs", params, settings.primary_metric, metrics[settings.primary_metric],
-                 trained.seconds)
+        trials.append({"params": dataclasses.asdict(params), "engine": engine, "seconds": round(trained.seconds, 2),
+                       **metrics})
+        log.info("trial %s (%s): %s=%s in %.1fs", params, engine, settings.primary_metric,
+                 metrics[settings.primary_metric], trained.seconds)
         value = metrics[settings.primary_metric]
         if best is None or (value is not None and (best_metrics[settings.primary_metric] is None
                                                    or value > best_metrics[settings.primary_metric])):
@@ -240,7 +243,8 @@ def _run(spark: SparkSession, this: Run, settings: AlsSettings, search: bool, ex
         manifest = {**{k: report[k] for k in ("run_date", "job", "code_version", "code_artifact", "source",
                                                "data_window", "counts")},
                     "version": version, "params": dataclasses.asdict(best.params), "search": search,
-                    "training": {"seconds": round(best.seconds, 2), "num_blocks": settings.num_blocks,
+                    "training": {"engine": best.engine, "seconds": round(best.seconds, 2),
+                                 "num_blocks": settings.num_blocks,
                                  "checkpoint_interval": settings.checkpoint_interval, "seed": settings.seed,
                                  "blas": blas},
                     "event_weights": settings.event_weights, "half_life_days": settings.half_life_days,
@@ -263,6 +267,7 @@ def _run(spark: SparkSession, this: Run, settings: AlsSettings, search: bool, ex
             "metric": settings.primary_metric, "value": metrics["model"][settings.primary_metric],
             "reason": decision.reason}))
     report.update(status="trained", version=version, model=path, params=dataclasses.asdict(best.params),
+                  engine=best.engine,
                   promoted=decision.promote, reason=decision.reason, blas=blas,
                   champion=version if decision.promote else (current["version"] if current else None),
                   metrics={n: metrics[n] for n in ("model", "popularity", "champion")},

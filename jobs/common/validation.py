@@ -8,6 +8,7 @@ Data Docs are built in a local temp dir and copied to the lake with Hadoop's Fil
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import tempfile
@@ -45,9 +46,10 @@ class ValidationOutcome:
         return "; ".join([head, *self.failures]) if self.failures else f"GX suite {self.suite}: all passed"
 
 
-def load_suite(name: str) -> ExpectationSuite:
+def _suite_document(name: str) -> dict[str, Any]:
     with open(config.include_path("expectations", f"{name}.json"), encoding="utf-8") as fh:
-        return ExpectationSuite(**json.load(fh))
+        return json.load(fh)
+
 
 
 def _describe(result: Any) -> str:
@@ -69,43 +71,62 @@ def _describe(result: Any) -> str:
     return target
 
 
+#: The first pass: the verdict with observed values and unexpected counts but no examples of unexpected values,
+#: which cost one Spark job per expectation (14 jobs instead of 40 for the bronze suite). BOOLEAN_ONLY costs
+#: the same and GX 1.24's Data Docs cannot render it (no observed value for the ordered column list).
+FIRST_PASS: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 0}
+DETAILS: dict[str, Any] = {"result_format": "SUMMARY"}
+
+
 def validate(df: DataFrame, suite_name: str, parameters: dict[str, Any],
              docs_uri: str | None = None, lake_fs: LakeFS | None = None,
              suite_document: dict[str, Any] | None = None) -> ValidationOutcome:
     """Run the suite on `df`; optionally publish the run's Data Docs (HTML) to `docs_uri`.
 
     The suite is `include/expectations/<suite_name>.json`, or `suite_document` when the suite is generated
-    (the feature tables' suites come from their registry)."""
+    (the feature tables' suites come from their registry). Two passes: every expectation at `FIRST_PASS`
+    (the verdict); only when one fails, the suite again at `DETAILS` (with examples of the unexpected values
+    for the manifest, the log and the Data Docs). A passing batch costs a third of the Spark jobs."""
+    document = suite_document or _suite_document(suite_name)
+    with tempfile.TemporaryDirectory(prefix="gx-docs-") as verdict_docs, \
+            tempfile.TemporaryDirectory(prefix="gx-docs-") as detail_docs:
+        results, success = _run(df, suite_name, document, parameters, FIRST_PASS, docs_uri and verdict_docs)
+        docs = verdict_docs
+        if not success:
+            results, success = _run(df, suite_name, document, parameters, DETAILS, docs_uri and detail_docs)
+            docs = detail_docs
+        if docs_uri and lake_fs is not None:  # the Data Docs of the pass that decided, with its details
+            lake_fs.copy_from_local(docs, docs_uri)
+    return ValidationOutcome(suite=suite_name, success=success, evaluated=len(results),
+                             failures=[_describe(r) for r in results if not r.success],
+                             data_docs=f"{docs_uri}/index.html" if docs_uri else None)
+
+
+def _run(df: DataFrame, suite_name: str, document: dict[str, Any], parameters: dict[str, Any],
+         result_format: dict[str, Any],
+         local_docs: str | None) -> tuple[list[Any], bool]:
+    """One checkpoint run in an ephemeral context, its Data Docs built into `local_docs` (if given)."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    with tempfile.TemporaryDirectory(prefix="gx-docs-") as local_docs:
+    if local_docs:
         context.add_data_docs_site("lake", {
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": local_docs},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         })
-        batch = (context.data_sources.add_spark("spark")
-                 .add_dataframe_asset(suite_name)
-                 .add_batch_definition_whole_dataframe("partition"))
-        suite = context.suites.add(ExpectationSuite(**suite_document) if suite_document else load_suite(suite_name))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=suite_name, validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="data_docs")] if docs_uri else [],
-            result_format={"result_format": "SUMMARY"},
-        ))
-        try:
-            run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters)
-        finally:
-            df.unpersist()  # GX persists the batch it validates and never releases it
-        results = [r for vr in run.run_results.values() for r in vr.results]
-        if docs_uri and lake_fs is not None:
-            lake_fs.copy_from_local(local_docs, docs_uri)
-    return ValidationOutcome(
-        suite=suite_name,
-        success=bool(run.success),
-        evaluated=len(results),
-        failures=[_describe(r) for r in results if not r.success],
-        data_docs=f"{docs_uri}/index.html" if docs_uri else None,
-    )
+    # not persisted: GX would cache every column of the batch (and never release it), while each of its Spark
+    # jobs reads only the columns its expectations need from the Parquet just written (4.1 instead of 9.0 s on
+    # 0.94 M bronze rows); a caller that computes its frame persists it itself (the CDC history checks)
+    batch = (context.data_sources.add_spark("spark", persist=False)
+             .add_dataframe_asset(suite_name)
+             .add_batch_definition_whole_dataframe("partition"))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite_name, data=batch,
+                                suite=context.suites.add(ExpectationSuite(**copy.deepcopy(document)))))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=suite_name, validation_definitions=[definition],
+        actions=[UpdateDataDocsAction(name="data_docs")] if local_docs else [],
+        result_format=result_format,
+    ))
+    run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters)
+    return [r for vr in run.run_results.values() for r in vr.results], bool(run.success)

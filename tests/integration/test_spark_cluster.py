@@ -20,12 +20,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from pipeline_airflow.shared import AIRFLOW
 from pipeline_airflow.spark import SparkJobOperator, spark_job
 
 from demo import cli as demo_cli
 from demo.shop import snapshot_params
+from jobs.als import settings as als_settings
 from jobs.common import runner, storage
 from jobs.common.paths import Lake
 from tests.spark_cluster import Cluster, free_port
@@ -36,7 +38,16 @@ RUN_COLUMNS = {"_run_id", "run_id", "_commit_id", "commit_id", "_ingested_at", "
                "model_version"}
 
 
-def steps(lake: Lake) -> list[tuple[str, dict[str, str]]]:
+def mllib_settings(where: Path) -> Path:
+    """als.yaml with `engine: spark`: the demo's small split would otherwise be trained on the driver by `implicit`,
+    and this test is about the executors running MLlib."""
+    raw = yaml.safe_load(als_settings.default_path().read_text())
+    raw["training"]["engine"] = "spark"
+    where.write_text(yaml.safe_dump(raw))
+    return where
+
+
+def steps(lake: Lake, als_yaml: Path) -> list[tuple[str, dict[str, str]]]:
     """The nightly's jobs in the demo's order, on one lake: bronze, CDC onboarding and merge, report, ALS, features."""
     snapshot = snapshot_params(lake, LAST.isoformat())
     return [
@@ -46,7 +57,7 @@ def steps(lake: Lake) -> list[tuple[str, dict[str, str]]]:
                           "--taken-at": snapshot["snapshot_taken_at"]}),
         ("cdc_merge", {"--date": LAST.isoformat()}),
         ("ab_report", {"--date": LAST.isoformat()}),
-        ("als_train", {"--date": LAST.isoformat()}),
+        ("als_train", {"--date": LAST.isoformat(), "--settings": str(als_yaml)}),
         ("features_daily", {"--date": LAST.isoformat()}),
     ]
 
@@ -129,11 +140,12 @@ def test_the_executors_python_has_the_packages_but_not_the_project(cluster, tmp_
 
 def test_every_job_on_the_cluster_equals_local_mode(cluster, source, tmp_path, local_mode):
     local, remote = copy_lake(source, tmp_path / "local"), copy_lake(source, tmp_path / "cluster")
-    for job, options in steps(local):
+    als_yaml = mllib_settings(tmp_path / "als.yaml")
+    for job, options in steps(local, als_yaml):
         started = time.monotonic()
         run_local(job, options, local)
         print(f"local {job}: {time.monotonic() - started:.1f} s")
-    for job, options in steps(remote):
+    for job, options in steps(remote, als_yaml):
         started = time.monotonic()
         operator(job, options, remote, cluster).execute({})
         print(f"cluster {job}: {time.monotonic() - started:.1f} s")

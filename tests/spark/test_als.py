@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import functions as F
 
 from jobs import als_train as als_job
@@ -158,6 +159,7 @@ def test_run_trains_evaluates_and_promotes(trained):
     assert model["users_evaluated"] == popular["users_evaluated"] > 20
     assert model["ndcg_at_k"] > popular["ndcg_at_k"]  # the clusters are learnable; popularity ignores them
     assert report["blas"].endswith("JNIBLAS")  # native BLAS (Debian libopenblas0)
+    assert report["engine"] == "implicit"  # a small split: the driver solves it (training.engine: auto)
     assert registry.champion(lake)["version"] == report["version"]
     assert report["version"].startswith(f"20261120-{small_settings().params.key()}-")
     version = Path(root / "models" / "als" / "versions" / report["version"])
@@ -328,3 +330,23 @@ def test_main_refuses_bad_params_before_starting_spark(capsys):
     assert "rank must be an integer in [1, 512], got -1" in capsys.readouterr().err
     assert als_job.main(["--date", "2026-11-20", "--params", "[1]"]) == 1
     assert "--params must be a JSON object" in capsys.readouterr().err
+
+
+def test_both_engines_give_the_same_outputs_and_learn_the_clusters(trained, spark, tmp_path):
+    """Spark MLlib (what a split beyond single_node_max_interactions gets) on the same night: the same version
+    layout and schemas, a promotable model, quality close to the driver engine's."""
+    root, by_implicit = trained
+    lake = Lake((tmp_path / "lake").as_uri())
+    write_bronze(spark, lake, clustered_events(DAY, WINDOW))
+    by_mllib = als_train.run(spark, lake, DAY, small_settings(**{"training__engine": "spark"}))
+    assert by_mllib["engine"] == "spark" and by_mllib["status"] == "trained" and by_mllib["promoted"]
+    mllib, driver = by_mllib["metrics"]["model"], by_implicit["metrics"]["model"]
+    assert mllib["ndcg_at_k"] > by_mllib["metrics"]["popularity"]["ndcg_at_k"]
+    assert abs(mllib["ndcg_at_k"] - driver["ndcg_at_k"]) < 0.1, (mllib, driver)
+    for output in ("user_embeddings", "item_embeddings", "recommendations", "similar_items", "popular_items"):
+        schemas = [spark.read.parquet(f"{where}/models/als/versions/{report['version']}/{output}").schema
+                   for where, report in ((root, by_implicit), (tmp_path / "lake", by_mllib))]
+        assert schemas[0] == schemas[1], output
+    saved = ALSModel.load(f"{(root / 'models/als/versions' / by_implicit['version'] / 'model').as_uri()}")
+    assert saved.rank == 8 and saved.userFactors.count() == 80  # the driver's model saves and loads as MLlib's
+

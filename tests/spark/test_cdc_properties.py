@@ -56,9 +56,11 @@ def merged(spark, batches: list[list[str]]) -> tuple[list, list]:
         rows = [(*envelope.parse(e, CDC).as_dict().values(), None, None, None, None, None) for e in batch]
         bronze = changelog.to_bronze(spark.createDataFrame(rows, changelog.PARSED_SCHEMA))
         result = merge.merge(TABLE, silver, bronze)
+        result.events.persist()  # as the job does: its three outputs read the replayed events once
         history = spark.createDataFrame(result.history.collect(), result.history.schema)
         current = spark.createDataFrame(result.current.collect(), result.current.schema)
         orphans = spark.createDataFrame(result.orphan_deletes.collect(), result.orphan_deletes.schema)
+        result.events.unpersist()
         silver = merge.Silver(history, current, truncates=result.truncates, orphan_deletes=orphans)
     return (sorted((tuple(r) for r in silver.history.drop("_flags").collect()), key=repr),
             sorted((tuple(r) for r in silver.current.drop("_flags").collect()), key=repr))

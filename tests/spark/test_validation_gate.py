@@ -1,11 +1,14 @@
 """The GX suite itself: each rule fails on data that breaks it (the gate is not vacuous)."""
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from jobs.clickstream import bronze
 from jobs.clickstream import transforms as job
+from jobs.common import validation
+from jobs.common.spark import LakeFS
 from jobs.common.validation import validate
 
 START = dt.datetime(2026, 11, 20)
@@ -25,11 +28,34 @@ def frame(spark, rows):
     return spark.createDataFrame([tuple(r[c] for c in job.BRONZE_COLUMNS) for r in full], ddl)
 
 
-def test_clean_partition_passes(spark):
+def data_docs_pages(root: Path) -> list[str]:
+    """The validation result pages of a Data Docs site (a site GX failed to render has none)."""
+    return [page.read_text() for page in (root / "validations").rglob("*.html")]
+
+
+def test_clean_partition_passes_in_one_cheap_pass_with_readable_data_docs(spark, tmp_path, monkeypatch):
     df = frame(spark, [{"event_id": "a", "kafka_offset": 1}, {"event_id": "b", "kafka_offset": 2,
                                                                "event_type": "purchase", "revenue": 5.0}])
-    outcome = validate(df, bronze.SUITE, PARAMS)
+    passes = []
+    real_run = validation._run
+    monkeypatch.setattr(validation, "_run", lambda *args: passes.append(args[4]) or real_run(*args))
+    outcome = validate(df, bronze.SUITE, PARAMS, (tmp_path / "docs").as_uri(), LakeFS(spark))
     assert outcome.success, outcome.summary()
+    assert passes == [validation.FIRST_PASS]
+    (page,) = data_docs_pages(tmp_path / "docs")
+    assert "expect_column_values_to_be_unique" in page or "values must be unique" in page
+
+
+def test_a_failure_is_described_by_a_second_detailed_pass(spark, tmp_path, monkeypatch):
+    passes = []
+    real_run = validation._run
+    monkeypatch.setattr(validation, "_run", lambda *args: passes.append(args[4]) or real_run(*args))
+    bad = frame(spark, [{"event_id": "a", "kafka_offset": 1}, {"event_id": "x", "kafka_offset": 9, "revenue": -2.5}])
+    outcome = validate(bad, bronze.SUITE, PARAMS, (tmp_path / "docs").as_uri(), LakeFS(spark))
+    assert passes == [validation.FIRST_PASS, validation.DETAILS]
+    assert "expect_column_values_to_be_between(revenue): 1 unexpected (e.g. -2.5)" in outcome.failures
+    (page,) = data_docs_pages(tmp_path / "docs")  # the detailed run's docs, not both
+    assert "-2.5" in page
 
 
 @pytest.mark.parametrize("bad_row, expectation", [

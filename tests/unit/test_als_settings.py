@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 
 import pytest
 import yaml
 
 from jobs.als import settings as als_settings
-from jobs.als.model import search_space
+from jobs.als.model import engine_for, search_space
 
 
 def raw() -> dict:
@@ -104,3 +105,30 @@ def test_unreadable_or_malformed_files_are_one_clear_error(tmp_path):
 def test_hyperparameters_a_run_asks_for_are_bounded(overrides, fragment):
     with pytest.raises(als_settings.SettingsError, match=re.escape(fragment)):
         als_settings.load().with_params(overrides)
+
+
+def with_training(**changes) -> als_settings.AlsSettings:
+    config = raw()
+    config["training"].update(changes)
+    return als_settings.parse(config)
+
+
+def test_the_engine_follows_the_setting_and_the_size(monkeypatch):
+    settings = with_training(single_node_max_interactions=1000)
+    assert engine_for(settings, 1000) == "implicit" and engine_for(settings, 1001) == "spark"
+    assert engine_for(with_training(engine="spark"), 10) == "spark"
+    assert engine_for(with_training(engine="implicit"), 10**9) == "implicit"
+    monkeypatch.setitem(sys.modules, "implicit", None)  # a driver without the library
+    assert engine_for(settings, 10) == "spark"
+    with pytest.raises(ImportError):
+        engine_for(with_training(engine="implicit"), 10)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"engine": "gpu"}, "training.engine must be one of ('auto', 'spark', 'implicit'), got 'gpu'"),
+    ({"single_node_max_interactions": -1}, "training.single_node_max_interactions must be an integer >= 0"),
+    ({"single_node_threads": 1.5}, "training.single_node_threads must be an integer >= 0"),
+])
+def test_bad_engine_settings_are_refused(changes, message):
+    with pytest.raises(als_settings.SettingsError, match=re.escape(message)):
+        with_training(**changes)
