@@ -11,8 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def embedded_env(home: Path, lake_root: str) -> dict[str, str]:
     """Source scripts/env.sh (the same settings the README commands use) with overrides."""
-    # no retries (a failure shows at once) and no link to this test process's Spark gateway
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_GATEWAY")}
+    # no retries (a failure shows at once), no link to this test process's Spark gateway, and the embedded
+    # Spark connection (local[*]) whatever connection an earlier test of this process pointed elsewhere
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("PYSPARK_GATEWAY") and k != "AIRFLOW_CONN_SPARK_DEFAULT"}
     base.update(AIRFLOW_HOME=str(home), PIPELINE_LAKE_ROOT=lake_root, PIPELINE_TASK_RETRIES="0")
     out = subprocess.run(["bash", "-c", f"source {REPO}/scripts/env.sh && env -0"], env=base,
                          capture_output=True, check=True).stdout

@@ -112,10 +112,15 @@ def rows(spark, root: Path, table: Path) -> list[tuple]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Cluster:
     started = Cluster(tmp_path_factory.mktemp("spark-cluster")).start(workers=2)
+    before = os.environ.get("AIRFLOW_CONN_SPARK_DEFAULT")
     os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = json.dumps({"conn_type": "spark", "host": "spark://127.0.0.1",
                                                           "port": started.port})
     yield started
     started.stop()
+    if before is None:  # the next test file of this process must not submit to a stopped master
+        os.environ.pop("AIRFLOW_CONN_SPARK_DEFAULT")
+    else:
+        os.environ["AIRFLOW_CONN_SPARK_DEFAULT"] = before
 
 
 @pytest.fixture(scope="module")
