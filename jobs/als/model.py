@@ -98,7 +98,8 @@ def _train_on_driver(ratings: DataFrame, params: AlsParams, settings: AlsSetting
     """`implicit`'s ALS (conjugate gradient) on the split collected to the driver, as an `ALSModel`.
 
     Confidence as MLlib defines it, c = 1 + alpha * r, given to `implicit` as the matrix with its own alpha 1
-    (it reads the values as c). Users and items without interactions get no factors, as in MLlib."""
+    (it reads the values as c); the regularisation on MLlib's scale (`single_node_regularization`). Users and
+    items without interactions get no factors, as in MLlib."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -109,7 +110,8 @@ def _train_on_driver(ratings: DataFrame, params: AlsParams, settings: AlsSetting
     del table
     matrix = sparse.csr_matrix((confidence, (users, items)), shape=(int(users.max()) + 1, int(items.max()) + 1))
     del users, items, confidence
-    solver = AlternatingLeastSquares(factors=params.rank, regularization=params.reg_param, alpha=1.0,
+    solver = AlternatingLeastSquares(factors=params.rank, regularization=single_node_regularization(params, matrix),
+                                     alpha=1.0,
                                      iterations=params.max_iter, use_cg=True, num_threads=settings.single_node_threads,
                                      random_state=settings.seed, calculate_training_loss=False)
     with threadpool_limits(1, "blas"):  # one BLAS thread per solver thread, as implicit advises
@@ -123,6 +125,15 @@ def _train_on_driver(ratings: DataFrame, params: AlsParams, settings: AlsSetting
     model.userFactors.cache().count()
     model.itemFactors.cache().count()
     return Trained(model, params, time.perf_counter() - started, "implicit")
+
+
+def single_node_regularization(params: AlsParams, matrix: sparse.csr_matrix) -> float:
+    """`reg_param` on MLlib's scale, for `implicit`: MLlib regularises each user by reg_param x its interactions
+    and each item by reg_param x its interactions (ALS-WR); `implicit` has one value for both, so it gets
+    reg_param x the geometric mean of the average user's and the average item's interaction count. With
+    `reg_param` as it is, `implicit` overfits small data (the demo's first model lost to popularity)."""
+    pairs, users, items = matrix.nnz, np.count_nonzero(matrix.getnnz(axis=1)), np.count_nonzero(matrix.getnnz(axis=0))
+    return float(params.reg_param * pairs / np.sqrt(users * items))
 
 
 def _factor_frame(spark: SparkSession, ids: np.ndarray, vectors: np.ndarray) -> DataFrame:

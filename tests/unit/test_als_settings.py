@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from jobs.als import settings as als_settings
-from jobs.als.model import engine_for, search_space
+from jobs.als.model import engine_for, search_space, single_node_regularization
 
 
 def raw() -> dict:
@@ -132,3 +132,13 @@ def test_the_engine_follows_the_setting_and_the_size(monkeypatch):
 def test_bad_engine_settings_are_refused(changes, message):
     with pytest.raises(als_settings.SettingsError, match=re.escape(message)):
         with_training(**changes)
+
+
+def test_the_driver_engine_gets_reg_param_on_mllibs_scale():
+    """MLlib regularises a user by reg_param x its interactions (ALS-WR): `implicit`'s single value is reg_param x
+    the geometric mean of the average user's and item's counts (here 6 pairs, 3 users, 2 items: 6 / sqrt(6))."""
+    from scipy import sparse
+
+    matrix = sparse.csr_matrix(([1.0] * 6, ([0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1])), shape=(5, 4))  # 2 empty rows
+    params = als_settings.params_from({"rank": 8, "reg_param": 0.1, "alpha": 1.0, "max_iter": 1})
+    assert single_node_regularization(params, matrix) == pytest.approx(0.1 * 6 / 6**0.5)
