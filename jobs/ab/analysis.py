@@ -159,7 +159,7 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
         stats.divide(z_lift.relative, z_lift.relative_se), alt), np.nan)
 
     var_diff = control.var_of_mean + treatment.var_of_mean
-    seq = stats.msprt(treatment.mean - control.mean, var_diff, (frame["mde"].to_numpy(float) * control.mean) ** 2,
+    seq = stats.msprt(z_lift.absolute, var_diff, (frame["mde"].to_numpy(float) * control.mean) ** 2,
                       alpha)
     seq_ok = ok & (control.mean != 0)
     frame["seq_p_value"] = np.where(seq_ok, seq.p_value, np.nan)
@@ -167,7 +167,7 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     frame["seq_reason"] = np.where(ok, np.where(seq_ok, "", "control mean is 0: the mixing scale (mde x control "
                                                 "mean) is 0"), frame["reason"])
     _add_cuped(frame, ok, alt, alpha)
-    _add_margin_tests(frame, ok & ~small, control, treatment, df_cont)
+    _add_margin_tests(frame, ok & ~small, z_lift.absolute, np.sqrt(var_diff), np.abs(control.mean), df_cont)
     _add_exact(frame, small, control, treatment, alt, alpha)
     frame["rate_ci_c_low"], frame["rate_ci_c_high"] = stats.wilson_interval(control.mean * control.n, control.n,
                                                                            frame["ci_alpha"])
@@ -211,20 +211,19 @@ def _add_exact(frame: pd.DataFrame, small: np.ndarray, control: stats.Arm, treat
                       "cuped_ci_high", "cuped_p_value", "cuped_variance_reduction", "cuped_theta"]] = np.nan
 
 
-def _add_margin_tests(frame: pd.DataFrame, normal_ok: np.ndarray, control: stats.Arm, treatment: stats.Arm,
-                      df_cont: np.ndarray) -> None:
+def _add_margin_tests(frame: pd.DataFrame, normal_ok: np.ndarray, diff: np.ndarray, se: np.ndarray,
+                      control_scale: np.ndarray, df_cont: np.ndarray) -> None:
     """Guardrails with a margin: the non-inferiority test and the test of harm beyond the margin, on the
-    difference with the margin times the control mean as its bound (Welch t for continuous metrics, unpooled z
-    otherwise)."""
+    difference (unpooled `se`) with the margin times |control mean| as its bound (Welch t for continuous
+    metrics, unpooled z otherwise)."""
     margin = frame["margin"].to_numpy(float)
-    bound = margin * np.abs(control.mean)
-    diff, se = treatment.mean - control.mean, np.sqrt(control.var_of_mean + treatment.var_of_mean)
+    bound = margin * control_scale
     harm = frame["direction"].to_numpy()
     z_tests = stats.margin_tests(diff, se, bound, harm)
     t_tests = stats.margin_tests(diff, se, bound, harm, df_cont)
     has, is_cont = ~np.isnan(margin), frame["kind"].to_numpy() == "continuous"
     frame["margin_reason"] = np.select(
-        [~has, (frame["reason"] != "").to_numpy(), ~normal_ok, control.mean == 0],
+        [~has, (frame["reason"] != "").to_numpy(), ~normal_ok, control_scale == 0],
         ["", frame["reason"], "not with few users or conversions: it relies on the normal approximation",
          "control mean is 0: a relative margin has no scale"], "")
     usable = has & (frame["margin_reason"] == "").to_numpy()

@@ -510,7 +510,7 @@ def gaussian_effect(control: Arm, treatment: Arm, higher_is_better: bool, prior_
         mean, var = (mean / var + (prior_mean or 0.0) / prior_sd**2) / precision, 1 / precision
     sd = var**0.5
     z = mean / sd
-    gain = mean * special.ndtr(z) + sd * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # E[max(lift, 0)]
+    gain = mean * special.ndtr(z) + sd * sps.norm.pdf(z)  # E[max(lift, 0)]
     loss = gain - mean  # E[max(-lift, 0)]
     beats = float(special.ndtr(z if higher_is_better else -z))
     risk_treatment, risk_control = (loss, gain) if higher_is_better else (gain, loss)

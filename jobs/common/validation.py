@@ -51,7 +51,6 @@ def _suite_document(name: str) -> dict[str, Any]:
         return json.load(fh)
 
 
-
 def _describe(result: Any) -> str:
     cfg = result.expectation_config
     column = cfg.kwargs.get("column")

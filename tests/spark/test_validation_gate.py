@@ -33,12 +33,18 @@ def data_docs_pages(root: Path) -> list[str]:
     return [page.read_text() for page in (root / "validations").rglob("*.html")]
 
 
-def test_clean_partition_passes_in_one_cheap_pass_with_readable_data_docs(spark, tmp_path, monkeypatch):
+@pytest.fixture
+def passes(monkeypatch) -> list[dict]:
+    """The result formats of the GX runs a validation made, in order."""
+    seen: list[dict] = []
+    real_run = validation._run
+    monkeypatch.setattr(validation, "_run", lambda *args: seen.append(args[4]) or real_run(*args))
+    return seen
+
+
+def test_clean_partition_passes_in_one_cheap_pass_with_readable_data_docs(spark, tmp_path, passes):
     df = frame(spark, [{"event_id": "a", "kafka_offset": 1}, {"event_id": "b", "kafka_offset": 2,
                                                                "event_type": "purchase", "revenue": 5.0}])
-    passes = []
-    real_run = validation._run
-    monkeypatch.setattr(validation, "_run", lambda *args: passes.append(args[4]) or real_run(*args))
     outcome = validate(df, bronze.SUITE, PARAMS, (tmp_path / "docs").as_uri(), LakeFS(spark))
     assert outcome.success, outcome.summary()
     assert passes == [validation.FIRST_PASS]
@@ -46,10 +52,7 @@ def test_clean_partition_passes_in_one_cheap_pass_with_readable_data_docs(spark,
     assert "expect_column_values_to_be_unique" in page or "values must be unique" in page
 
 
-def test_a_failure_is_described_by_a_second_detailed_pass(spark, tmp_path, monkeypatch):
-    passes = []
-    real_run = validation._run
-    monkeypatch.setattr(validation, "_run", lambda *args: passes.append(args[4]) or real_run(*args))
+def test_a_failure_is_described_by_a_second_detailed_pass(spark, tmp_path, passes):
     bad = frame(spark, [{"event_id": "a", "kafka_offset": 1}, {"event_id": "x", "kafka_offset": 9, "revenue": -2.5}])
     outcome = validate(bad, bronze.SUITE, PARAMS, (tmp_path / "docs").as_uri(), LakeFS(spark))
     assert passes == [validation.FIRST_PASS, validation.DETAILS]
