@@ -71,6 +71,7 @@ LONGEST_FIRST = ("integration/test_spark_cluster.py",  # ~560
                  "e2e/test_nightly_dag.py",  # ~400
                  "spark/test_cdc_properties.py",  # ~350
                  "e2e/test_api_trigger.py",  # ~290
+                 "spark/test_cdc_layout.py",  # ~150
                  "spark/test_commit_jobs.py", "spark/test_als.py", "spark/test_features.py",
                  "integration/test_cdc_snapshot_postgres.py")
 

@@ -21,7 +21,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.cdc import STAGE, changelog, scd2, state
+from jobs.cdc import STAGE, changelog, layout, scd2, state
 from jobs.cdc.settings import Settings, Table
 from jobs.common import config
 from jobs.common.paths import Lake
@@ -71,12 +71,6 @@ def _write(df: DataFrame, uri: str) -> DataFrame:
     return df.sparkSession.read.parquet(uri)
 
 
-def write_table(df: DataFrame, uri: str) -> DataFrame:
-    """A whole silver table, in at most spark.sql.shuffle.partitions files (merged without a shuffle), so
-    the copied untouched part and each night's new part do not add up to ever more small files."""
-    return _write(df.coalesce(int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))), uri)
-
-
 @dataclass
 class MergedTable:
     """One table's merge, staged and validated: its manifest, where its history and current wait, the verdict."""
@@ -87,10 +81,52 @@ class MergedTable:
     unmatched_tombstones: DataFrame
 
 
-def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFrame,
-                has_changes: bool) -> MergedTable | None:
-    """Merge one table into staging and validate it, or None when there is nothing to merge (no changes
-    and no pending snapshot: silver stays as it is)."""
+@dataclass
+class StagedTable:
+    """A table's merge written to staging: the merge itself, the files' new layout and how it was reached."""
+
+    merged: scd2.Merged
+    written: layout.Written
+    plan: layout.Plan
+    outcomes: dict[str, int]
+
+
+def stage_table(spark: SparkSession, lake: Lake, table: Table, published: dict[str, Any], changes: DataFrame,
+                snapshot: scd2.Snapshot | None, staged: dict[str, str], segment_rows: int) -> StagedTable:
+    """Merge a batch into the segments of the table it touches and stage the result (layout.py): the part of
+    the job whose cost follows the night's changes, not the table's size."""
+    directories = {kind: lake.silver(table.name, kind) for kind in layout.KINDS}
+    everything = "a snapshot" if snapshot else (
+        "a truncate" if changes.where(F.col("op") == "t").limit(1).count() else None)
+    plan = (layout.plan(layout.Layout.of(published), directories, table, changes, everything) if published
+            else layout.Plan(None, reason="the first merge"))
+    merged = scd2.merge(table, state.silver_of(spark, lake, table, published, plan), changes, snapshot)
+    if merged.new_columns and not plan.full:  # every file of a table has one schema: all files get the column
+        plan = layout.Plan(plan.layout, reason=f"new column(s) {', '.join(merged.new_columns)}")
+        merged = scd2.merge(table, state.silver_of(spark, lake, table, published, plan), changes, snapshot)
+    log.info("%s: %s", table.name, f"rewriting all of it ({plan.reason})" if plan.full else
+             f"rewriting {len(plan.touched or ())} of {len(plan.layout.segments) if plan.layout else 0} segments")
+    rows = plan.rows_read(published.get("counts", {}).get("history_rows", 0)) + changes.count()
+    keys = changes.select(F.col("key").alias("_key"))  # where a full rewrite samples its segment bounds from
+    if published:
+        keys = keys.unionByName(spark.read.parquet(directories["history"]).select("_key"))
+    if snapshot:
+        keys = keys.unionByName(snapshot.rows.select(F.col("key").alias("_key")))
+    merged.events.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        written = layout.write(merged.history, merged.current, staged, directories, table, plan, segment_rows, rows,
+                               keys)
+        merged.orphan_deletes.write.parquet(Lake.orphan_deletes(staged["history"]))
+        outcomes = scd2.count_outcomes(merged.events)
+    finally:
+        merged.events.unpersist()
+    return StagedTable(merged, written, plan, outcomes)
+
+
+def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFrame, has_changes: bool,
+                segment_rows: int) -> MergedTable | None:
+    """Merge one table into staging and validate what was rewritten, or None when there is nothing to merge (no
+    changes and no pending snapshot: silver stays as it is)."""
     from jobs.common.validation import validate  # GX import is slow: only when validating
 
     spark, lake = changes.sparkSession, this.lake
@@ -99,25 +135,20 @@ def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFra
     snapshot, snapshot_ids = state.pending_snapshot(spark, this.fs, lake, table, applied)
     if snapshot is None and not has_changes:
         return None
-    silver = state.silver_of(spark, lake, table, published)
-    watermark = snapshot.watermark if snapshot else silver.watermark
+    watermark = snapshot.watermark if snapshot else published.get("watermark")
     before_watermark = changes.where(F.col("pos") <= scd2.position(watermark)).count() if watermark else 0
     disagreements = scd2.schema_disagreements(table, changes)
     for column, types in disagreements.items():
         log.warning("%s.%s: the events' schema says %s, cdc.yaml says %s; the events' schema was used", table.name,
                     column, "/".join(types), table.column(column).type)
-    merged = scd2.merge(table, silver, changes, snapshot)
-    merged.events.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        staged = {kind: this.table_staging("silver", f"{table.name}_{kind}") for kind in ("history", "current")}
-        history = write_table(merged.history, staged["history"])
-        current = write_table(merged.current, staged["current"])
-        merged.orphan_deletes.write.parquet(Lake.orphan_deletes(staged["history"]))
-        outcomes = scd2.count_outcomes(merged.events)
-    finally:
-        merged.events.unpersist()
+    staged = {kind: this.table_staging("silver", f"{table.name}_{kind}") for kind in layout.KINDS}
+    result = stage_table(spark, lake, table, published, changes, snapshot, staged, segment_rows)
+    merged, written = result.merged, result.written
+    # the gates see the rewritten segments: the others are the files published and validated before, and keys
+    # never cross segments, so every per-key and per-table check holds for the table when it holds for them
+    history, current = written.rewritten["history"], written.rewritten["current"]
     live = current.count()
-    unmatched = scd2.unmatched_tombstones(tombstones, changes, current)
+    unmatched = scd2.unmatched_tombstones(tombstones, changes, written.current_holding(tombstones, staged, table))
     docs = this.docs(f"cdc/{table.name}")
     checks = history_checks(history).persist(StorageLevel.MEMORY_AND_DISK)  # one window pass, not one per check
     try:
@@ -125,15 +156,21 @@ def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFra
                  validate(current, "cdc_current", {"live_keys": live}, f"{docs}/current", this.fs)]
     finally:
         checks.unpersist()
+    segments = len(written.layout.segments)
     manifest = {
         "table": table.name, **this.header(),
         "watermark": watermark, "applied_snapshots": sorted(set(applied) | set(snapshot_ids)),
         "snapshot_applied": snapshot_ids[-1] if snapshot_ids else None,
         "columns": merged.columns, "new_columns": merged.new_columns, "truncates": list(merged.truncates),
         "schema_disagreements": disagreements,
-        "counts": {"changes": sum(v for k, v in outcomes.items() if not k.endswith(":duplicate")),
-                   "events": outcomes, "before_snapshot_watermark": before_watermark,
-                   "current_rows": live, "history_rows": history.count()},
+        "counts": {"changes": sum(v for k, v in result.outcomes.items() if not k.endswith(":duplicate")),
+                   "events": result.outcomes, "before_snapshot_watermark": before_watermark,
+                   "current_rows": written.layout.rows("current"), "history_rows": written.layout.rows("history")},
+        "rewrite": {"segments": segments, "rewritten": len(written.rewritten_segments),
+                    "linked_files": written.linked_files, "full": result.plan.reason if result.plan.full else None,
+                    "validated_rows": {"history": written.layout.rows("history") - written.kept_rows("history"),
+                                       "current": live}},
+        "layout": written.layout.as_dict(),
         "validation": [g.as_dict() for g in gates],
     }
     return MergedTable(manifest, staged, all(g.success for g in gates), unmatched)
@@ -190,7 +227,8 @@ def _run(spark: SparkSession, this: Run, cdc: Settings, export: str | None) -> d
     per_table = {r["table"]: r["count"] for r in bronze.groupBy("table").count().collect()}
     for table in cdc.tables if gate.success else []:
         merged = merge_table(this, table, bronze.where(F.col("table") == table.name),
-                             tombstones.where(F.col("table") == table.name), bool(per_table.get(table.name)))
+                             tombstones.where(F.col("table") == table.name), bool(per_table.get(table.name)),
+                             cdc.segment_rows)
         if merged is None:
             log.info("%s: no changes on %s and no pending snapshot; silver unchanged", table.name, day)
         else:

@@ -37,10 +37,15 @@ class Table:
         return next((c for c in self.columns if c.name == name), None)
 
 
+DEFAULT_SEGMENT_ROWS = 1_000_000
+
+
 @dataclass(frozen=True)
 class Settings:
     topic_prefix: str
     tables: tuple[Table, ...]
+    #: History rows per segment of a silver table (jobs/cdc/layout.py): a night rewrites the segments it changed.
+    segment_rows: int = DEFAULT_SEGMENT_ROWS
 
     def topic(self, table: Table) -> str:
         return f"{self.topic_prefix}.{table.source}"
@@ -89,11 +94,14 @@ def parse(raw: Any) -> Settings:
         if missing:
             problems.append(f"{name}: primary key column(s) {missing} are not in `columns`")
         tables.append(Table(str(name), str(spec.get("source")), pk, columns))
+    segment_rows = raw.get("segment_rows", DEFAULT_SEGMENT_ROWS)
+    if isinstance(segment_rows, bool) or not isinstance(segment_rows, int) or segment_rows < 1:
+        problems.append(f"segment_rows must be a whole number of rows above 0, not {segment_rows!r}")
     sources = [t.source for t in tables]
     problems += [f"source {s!r} is configured twice" for s in sorted({s for s in sources if sources.count(s) > 1})]
     if problems:
         raise CdcSettingsError("invalid CDC settings: " + "; ".join(problems))
-    return Settings(str(raw.get("topic_prefix") or "cdc"), tuple(tables))
+    return Settings(str(raw.get("topic_prefix") or "cdc"), tuple(tables), segment_rows)
 
 
 def load(path: Path | None = None) -> Settings:

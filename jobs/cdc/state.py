@@ -8,6 +8,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.cdc.layout import Plan
 from jobs.cdc.scd2 import Silver, Snapshot
 from jobs.cdc.settings import Table
 from jobs.common.paths import Lake
@@ -22,13 +23,14 @@ def history_manifest(lake_fs: LakeFS, lake: Lake, table: Table) -> dict[str, Any
     return json.loads(lake_fs.read_text(lake.manifest(lake.silver(table.name, "history"))) or "{}")
 
 
-def silver_of(spark: SparkSession, lake: Lake, table: Table, manifest: dict[str, Any]) -> Silver:
-    """The table's silver state as the merge starts from it (empty before the first merge)."""
+def silver_of(spark: SparkSession, lake: Lake, table: Table, manifest: dict[str, Any], plan: Plan) -> Silver:
+    """The table's silver state as the merge starts from it: what the plan reads (all of it, or the segments the
+    changes fall into) and the table-level state; empty before the first merge."""
     if not manifest:
         return Silver(None, None)
     history = lake.silver(table.name, "history")
     orphans = Lake.orphan_deletes(history)
-    return Silver(spark.read.parquet(history), spark.read.parquet(lake.silver(table.name, "current")),
+    return Silver(plan.read(spark, history, "history"), plan.read(spark, lake.silver(table.name, "current"), "current"),
                   manifest.get("watermark"), tuple(manifest.get("truncates", [])),
                   spark.read.parquet(orphans) if LakeFS(spark).exists(orphans) else None)
 

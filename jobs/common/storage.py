@@ -171,6 +171,26 @@ def _libc() -> ctypes.CDLL:
     return libc
 
 
+def parquet_rows(uri: str) -> int:
+    """The rows of one Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    filesystem, path = resolve(uri)
+    with filesystem.open_input_file(path) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
+def link(src: str, dst: str) -> None:
+    """Give the file `src` a second name `dst`: a hard link on a local filesystem (no data copied), a server-side
+    copy on an object store. Lake files are never changed in place, so the two names stay the same data."""
+    local_src, local_dst = local_path(src), local_path(dst)
+    if local_src is not None and local_dst is not None:
+        os.makedirs(os.path.dirname(local_dst), exist_ok=True)
+        os.link(local_src, local_dst)
+        return
+    copy(src, dst)
+
+
 def copy(src: str, dst: str) -> None:
     """Copy a directory tree (or a file) to `dst`."""
     filesystem, src_path = resolve(src)

@@ -4,7 +4,8 @@ For each listed table (and each of its partitions), rows whose subject column eq
 whose JSON texts carry one of them in the subject field, are counted; a directory with any is rewritten
 without them and swapped in under its writers' lock (the commit protocol: a reader sees it before or
 after, a crash is finished by the next run). Hidden bookkeeping inside a table directory (the CDC
-history's `_orphan_deletes`) and its manifest are carried over, the manifest noting the erasure.
+history's `_orphan_deletes`) and its manifest are carried over, the manifest noting the erasure (without the
+CDC file layout, which no longer describes the files: the table's next merge rewrites it whole).
 
 The ids' HMAC tokens join the suppression list (`gold/privacy/erased_users`): bronze and the CDC merge
 leave those people out whenever they rebuild or merge, so raw/ (kept `raw_days`, then deleted) cannot
@@ -72,9 +73,9 @@ def _erase_directory(spark: SparkSession, lake: Lake, day: dt.date, run_id: str,
             name = hidden.rsplit("/", 1)[-1]
             if name.startswith("_") and name != "_manifest.json" and storage.is_dir(hidden):
                 storage.copy(hidden, f"{staged}/{name}")
-        previous = this.fs.read_text(Lake.manifest(directory))
-        manifest = {**(json.loads(previous) if previous else {}),
-                    "erasure": {"run_id": run_id, "erased_on": day.isoformat(), "rows_removed": removed}}
+        previous = json.loads(this.fs.read_text(Lake.manifest(directory)) or "{}")
+        previous.pop("layout", None)  # the files are new: a CDC table's next merge rewrites and re-cuts it whole
+        manifest = {**previous, "erasure": {"run_id": run_id, "erased_on": day.isoformat(), "rows_removed": removed}}
         this.publish([Output(staged, directory, manifest)])
         return removed
 

@@ -39,6 +39,16 @@ def test_files_partitions_and_reports_on_s3(s3_lake):
     assert read_run_report(s3_lake, "cdc", DAY) == {"status": "published"}
 
 
+def test_a_kept_segment_is_linked_as_a_server_side_copy_on_s3(s3_lake):
+    """What a CDC merge does with the files of the segments it did not change (jobs/cdc/layout.py): locally a
+    hard link, on S3 a copy; the published file stays as it was."""
+    published, staged = s3_lake.silver("accounts", "history"), f"{s3_lake.zone('silver')}/_staging/x/history"
+    storage.write_atomic(f"{published}/h0.0-part-0.parquet", b"PAR1 segment 0")
+    storage.link(f"{published}/h0.0-part-0.parquet", f"{staged}/h0.0-part-0.parquet")
+    assert storage.read_bytes(f"{staged}/h0.0-part-0.parquet") == b"PAR1 segment 0"
+    assert storage.read_bytes(f"{published}/h0.0-part-0.parquet") == b"PAR1 segment 0"
+
+
 def test_a_publish_on_s3_lands_data_then_its_manifest(s3_lake):
     """The commit protocol's publish with an s3:// root: the partition appears with its files and the manifest
     (the commit marker) together, nothing is left in staging, and a second publish replaces the first."""

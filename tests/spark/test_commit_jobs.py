@@ -16,6 +16,7 @@ from jobs.cdc import settings
 from jobs.clickstream import bronze
 from jobs.common import storage
 from jobs.common.paths import Lake
+from jobs.common.run import Run
 from jobs.ingest import raw_zone
 from tests.cdc_events import TABLE_SETTINGS, account, pg, pg_key
 from tests.conftest import event, record
@@ -23,7 +24,7 @@ from tests.spark.test_cdc_merge import land
 
 DAY = dt.date(2025, 11, 20)
 NEXT = DAY + dt.timedelta(days=1)
-CDC = settings.parse(TABLE_SETTINGS)
+CDC = settings.parse({**TABLE_SETTINGS, "segment_rows": 4})  # day 2 rewrites some segments and links the others
 
 
 class Crash(Exception):
@@ -31,7 +32,7 @@ class Crash(Exception):
 
 
 def two_days(lake: Lake) -> None:
-    land(lake, [pg("c", 100 + n, account(n)) for n in range(1, 6)])
+    land(lake, [pg("c", 100 + n, account(n)) for n in range(1, 21)])
     land(lake, [pg("u", 200, account(1, "pro", "19.99"), {"id": 1}), pg("d", 210, None, {"id": 2}), None,
                 pg("c", 220, account(9))], keys=[None, pg_key(2), pg_key(2), None], day=NEXT)
 
@@ -60,28 +61,36 @@ def test_a_merge_killed_while_publishing_then_retried_equals_an_uninterrupted_ru
         spark, lake, monkeypatch, uninterrupted, swaps_before_the_crash):
     two_days(lake)
     assert cdc_merge.run(spark, lake, DAY, CDC)["status"] == "published"
-    real_exchange, real_move = storage.exchange, storage.move
-    swaps = {"n": 0}
+    real_exchange, real_move, real_publish = storage.exchange, storage.move, Run.publish
+    swaps = {"n": 0, "publishing": False}
 
     def dying(real):
         def step(*args):
-            if swaps["n"] == swaps_before_the_crash:
-                raise Crash
-            swaps["n"] += 1
+            if swaps["publishing"]:  # the swaps of the publish, not the moves that lay out the staged files
+                if swaps["n"] == swaps_before_the_crash:
+                    raise Crash
+                swaps["n"] += 1
             return real(*args)
         return step
 
+    def publish(this, outputs):
+        swaps["publishing"] = True
+        return real_publish(this, outputs)
+
     monkeypatch.setattr(storage, "exchange", dying(real_exchange))
     monkeypatch.setattr(storage, "move", dying(real_move))
+    monkeypatch.setattr(Run, "publish", publish)
     with pytest.raises(Crash):
         cdc_merge.run(spark, lake, NEXT, CDC)
     monkeypatch.setattr(storage, "exchange", real_exchange)
     monkeypatch.setattr(storage, "move", real_move)
+    monkeypatch.setattr(Run, "publish", real_publish)
     root = Path(lake.root.removeprefix("file://"))
     assert (root / "silver" / "accounts_history").is_dir() and (root / "silver" / "accounts_current").is_dir()
 
     retried = cdc_merge.run(spark, lake, NEXT, CDC)  # Airflow's retry of the same date
     assert retried["status"] == "published"
+    assert retried["tables"]["accounts"]["rewrite"]["full"] is None  # the night rewrote some segments only
     assert tables(spark, lake) == uninterrupted
     assert not list(root.rglob("_staging")) and not list(root.glob("_commits/*/*.json"))
 
