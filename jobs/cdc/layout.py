@@ -33,7 +33,6 @@ KINDS = ("history", "current")
 #: A partial rewrite that would touch more than this share of the segments rewrites (and re-cuts) everything.
 MAX_PARTIAL_SHARE = 0.5
 SEGMENT, PIECE = "_segment", "_piece"
-CONCURRENT_WRITERS = "spark.sql.maxConcurrentOutputFileWriters"
 
 
 def key_schema(table: Table) -> str:
@@ -139,7 +138,7 @@ class Plan:
             return published_rows
         return sum(self.layout.segments[i].rows.get("history", 0) for i in self.touched or ())
 
-    def read(self, spark: SparkSession, directory: str, kind: str) -> DataFrame | None:
+    def read(self, spark: SparkSession, directory: str, kind: str) -> DataFrame:
         """The part of a published table this merge starts from: all of it, or the touched segments' files."""
         if self.full:
             return spark.read.parquet(directory)
@@ -187,10 +186,6 @@ class Written:
     rewritten_segments: list[int]
     linked_files: int
 
-    @property
-    def kept(self) -> int:
-        return len(self.layout.segments) - len(self.rewritten_segments)
-
     def kept_rows(self, kind: str) -> int:
         return self.layout.rows(kind) - sum(self.layout.segments[i].rows.get(kind, 0) for i in self.rewritten_segments)
 
@@ -205,13 +200,7 @@ def _write_segments(frame: DataFrame, staged: str, prefix: str) -> dict[int, dic
     staged directory's top level as `<prefix><segment>.<piece>-<Spark's name>` (readers see one flat table).
     Returns segment -> piece -> file names; pieces are numbered in key order."""
     scratch = f"{staged}/_segments"
-    conf = frame.sparkSession.conf
-    before = conf.get(CONCURRENT_WRITERS)
-    conf.set(CONCURRENT_WRITERS, "64")  # a file open per segment of a task, instead of sorting the task's rows
-    try:
-        frame.write.partitionBy(SEGMENT, PIECE).parquet(scratch)
-    finally:
-        conf.set(CONCURRENT_WRITERS, before)
+    frame.write.partitionBy(SEGMENT, PIECE).parquet(scratch)
     written: dict[int, dict[int, list[str]]] = {}
     for uri in storage.list_files(scratch, ".parquet"):
         segment_dir, piece_dir, name = uri.rsplit("/", 3)[1:]
