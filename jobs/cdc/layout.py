@@ -162,7 +162,7 @@ def plan(layout: Layout | None, directories: dict[str, str], table: Table, chang
 
     `everything` names why every key is concerned (a snapshot, a truncate), if it is."""
     if layout is None:
-        return Plan(None, reason="no layout yet")
+        return Plan(None, reason="no layout in the manifest (written before layouts, or since by an erasure)")
     if not layout.describes(directories, table):
         return Plan(None, reason="the layout no longer describes the files (rewritten since, or the key changed)")
     if everything:
