@@ -104,6 +104,10 @@ class Layout:
     def lows(self) -> list[str | None]:
         return [s.lo for s in self.segments]
 
+    def segment_of(self, table: Table) -> Column:
+        """The index of the segment each row's `_key` belongs to."""
+        return owner(sort_key(table), self.lows(), self.key)
+
     def describes(self, directories: dict[str, str], table: Table) -> bool:
         """Whether this layout still describes the published tables (every listed file is there, same key)."""
         if self.key != key_schema(table) or not self.segments or self.segments[0].lo is not None:
@@ -152,7 +156,7 @@ class Plan:
 def holding(spark: SparkSession, layout: Layout, directory: str, kind: str, keys: DataFrame,
             table: Table) -> DataFrame:
     """The part of a table (its segments' files) that holds the given keys (a DataFrame with `_key`), if any."""
-    segments = {r[0]: 0 for r in keys.select(owner(sort_key(table), layout.lows(), layout.key)).distinct().collect()}
+    segments = {r[0]: 0 for r in keys.select(layout.segment_of(table)).distinct().collect()}
     return Plan(layout, segments).read(spark, directory, kind)
 
 
@@ -168,7 +172,7 @@ def plan(layout: Layout | None, directories: dict[str, str], table: Table, chang
     if everything:
         return Plan(layout, reason=everything)
     touched = {r[0]: int(r[1]) for r in changes.select(F.col("key").alias("_key"))
-               .groupBy(owner(sort_key(table), layout.lows(), layout.key).alias(SEGMENT)).count().collect()}
+               .groupBy(layout.segment_of(table).alias(SEGMENT)).count().collect()}
     if not touched:
         return Plan(layout, reason="no keyed changes")
     if len(touched) > MAX_PARTIAL_SHARE * len(layout.segments):
@@ -186,8 +190,8 @@ class Written:
     rewritten_segments: list[int]
     linked_files: int
 
-    def kept_rows(self, kind: str) -> int:
-        return self.layout.rows(kind) - sum(self.layout.segments[i].rows.get(kind, 0) for i in self.rewritten_segments)
+    def rewritten_rows(self, kind: str) -> int:
+        return sum(self.layout.segments[i].rows.get(kind, 0) for i in self.rewritten_segments)
 
     def current_holding(self, keys: DataFrame, staged: dict[str, str], table: Table) -> DataFrame:
         """The staged current rows of the segments that hold these keys (a DataFrame with `key`)."""
@@ -233,23 +237,30 @@ def boundaries(keys: DataFrame, key: Column, parts: int, rows: int) -> list[str 
     return [None, *dict.fromkeys(cuts)]  # in order, without repeats
 
 
+def _gather(frame: DataFrame, full: bool) -> DataFrame:
+    """The tasks that write a table's files: a full rewrite keeps the rows where they are (at most
+    spark.sql.shuffle.partitions tasks, each writing a file per segment it holds); a partial one gathers each
+    segment into one task, so that a rewritten segment is one file (a shuffle of the rewritten rows only)."""
+    if full:
+        return frame.coalesce(int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions")))
+    return frame.repartition(SEGMENT)
+
+
 def _cut(history: DataFrame, key: Column, schema: str, lows: list[str | None], plan_: Plan,
          segment_rows: int) -> DataFrame:
     """History rows with the segment they go to and the piece of it.
 
-    A full rewrite assigns every row its new segment where it is (no shuffle: each task writes a file per
-    segment it holds). A partial one gathers each touched segment into one file (a shuffle of the rewritten rows
-    only), and cuts a segment that would hold more than 2 x `segment_rows` rows into equal pieces by rank."""
+    Rows are written where `_gather` puts them; in a partial rewrite, a segment that would hold more than
+    2 x `segment_rows` rows is cut into equal pieces by rank, a task per piece."""
     cut = history.withColumn(SEGMENT, owner(key, lows, schema))
     if plan_.full:
-        return cut.withColumn(PIECE, F.lit(0)).coalesce(int(history.sparkSession.conf.get(
-            "spark.sql.shuffle.partitions")))
+        return _gather(cut.withColumn(PIECE, F.lit(0)), full=True)
     assert plan_.layout is not None
     pieces = {index: math.ceil((plan_.layout.segments[index].rows.get("history", 0) + changes) / segment_rows)
               for index, changes in (plan_.touched or {}).items()}
     split = {index: count for index, count in pieces.items() if count > 2}
     if not split:
-        return cut.withColumn(PIECE, F.lit(0)).repartition(SEGMENT)
+        return _gather(cut.withColumn(PIECE, F.lit(0)), full=False)
     count = F.lit(1)
     for index, n in split.items():
         count = F.when(F.col(SEGMENT) == index, n).otherwise(count)
@@ -258,14 +269,16 @@ def _cut(history: DataFrame, key: Column, schema: str, lows: list[str | None], p
 
 
 def write(history: DataFrame, current: DataFrame, staged: dict[str, str], published: dict[str, str], table: Table,
-          plan_: Plan, segment_rows: int, rows_estimate: int, keys: DataFrame) -> Written:
+          plan_: Plan, segment_rows: int, rows_estimate: int, keys: DataFrame | None = None) -> Written:
     """Stage a merge's history and current in segments; link the untouched segments' published files.
 
     `history`/`current` are the merge's result for what the plan read (all, or the touched segments);
-    `rows_estimate` the history rows they hold about (the read part plus the changes); `keys` the keys of those
-    rows as read from the inputs, from which a full rewrite samples its segment bounds."""
+    `rows_estimate` the history rows they hold about (the read part plus the changes); `keys` (a full rewrite
+    only) the keys of those rows as read from the inputs, from which it samples its segment bounds."""
     spark, key, schema = history.sparkSession, sort_key(table), key_schema(table)
     old = plan_.layout if not plan_.full else None
+    if old is None and keys is None:
+        raise ValueError("a full rewrite samples its segment bounds from `keys`")
     lows = old.lows() if old else boundaries(keys, key, math.ceil(rows_estimate / segment_rows), rows_estimate)
     history_files = _write_segments(_cut(history, key, schema, lows, plan_, segment_rows), staged["history"], "h")
     split_lows = _lowest_keys(spark, staged["history"], [n for pieces in history_files.values()
@@ -285,9 +298,7 @@ def write(history: DataFrame, current: DataFrame, staged: dict[str, str], publis
         segments[0] = Segment(None, segments[0].files, segments[0].rows)
 
     live = current.withColumn(SEGMENT, owner(key, [s.lo for s in segments], schema) if segments else F.lit(0))
-    live = live.withColumn(PIECE, F.lit(0))
-    current_files = _write_segments(live.coalesce(int(spark.conf.get("spark.sql.shuffle.partitions"))) if plan_.full
-                                    else live.repartition(SEGMENT), staged["current"], "c")
+    current_files = _write_segments(_gather(live.withColumn(PIECE, F.lit(0)), plan_.full), staged["current"], "c")
     for index in rewritten:
         names = [n for pieces in current_files.get(index, {}).values() for n in pieces]
         segments[index].files["current"] = names

@@ -107,11 +107,13 @@ def stage_table(spark: SparkSession, lake: Lake, table: Table, published: dict[s
     log.info("%s: %s", table.name, f"rewriting all of it ({plan.reason})" if plan.full else
              f"rewriting {len(plan.touched or ())} of {len(plan.layout.segments) if plan.layout else 0} segments")
     rows = plan.rows_read(published.get("counts", {}).get("history_rows", 0)) + changes.count()
-    keys = changes.select(F.col("key").alias("_key"))  # where a full rewrite samples its segment bounds from
-    if published:
-        keys = keys.unionByName(spark.read.parquet(directories["history"]).select("_key"))
-    if snapshot:
-        keys = keys.unionByName(snapshot.rows.select(F.col("key").alias("_key")))
+    keys = None  # where a full rewrite samples its segment bounds from (a partial one does not list the table)
+    if plan.full:
+        keys = changes.select(F.col("key").alias("_key"))
+        if published:
+            keys = keys.unionByName(spark.read.parquet(directories["history"]).select("_key"))
+        if snapshot:
+            keys = keys.unionByName(snapshot.rows.select(F.col("key").alias("_key")))
     merged.events.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         written = layout.write(merged.history, merged.current, staged, directories, table, plan, segment_rows, rows,
@@ -168,8 +170,7 @@ def merge_table(this: Run, table: Table, changes: DataFrame, tombstones: DataFra
                    "current_rows": written.layout.rows("current"), "history_rows": written.layout.rows("history")},
         "rewrite": {"segments": segments, "rewritten": len(written.rewritten_segments),
                     "linked_files": written.linked_files, "full": result.plan.reason if result.plan.full else None,
-                    "validated_rows": {"history": written.layout.rows("history") - written.kept_rows("history"),
-                                       "current": live}},
+                    "validated_rows": {"history": written.rewritten_rows("history"), "current": live}},
         "layout": written.layout.as_dict(),
         "validation": [g.as_dict() for g in gates],
     }
