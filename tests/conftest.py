@@ -95,24 +95,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, tier))
 
 
+#: The in-process session's settings (the spark-submit'd jobs of the integration and e2e tiers keep pipeline.yaml's).
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "2g",
+    # one session runs every Spark test: keep the status store (plans of every query, also without
+    # the UI) small, so the driver heap is there for broadcasts and GX rather than for old plans
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.retainedJobs": "100",
+    "spark.ui.retainedStages": "100",
+}
+#: Tiny data in thousands of small queries: expressions interpreted instead of compiled by Janino, no adaptive
+#: re-planning, two shuffle partitions (the task slots; still more than one). The CDC property test's merges:
+#: JVM CPU 2.0x less (benchmarks/suite_session_settings.py, docs/BENCHMARKS.md). Compiled code and adaptive
+#: execution are still tested: every job the integration and e2e tiers spark-submit runs with pipeline.yaml's.
+SMALL_QUERY_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "2",
+}
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
     from pyspark.sql import SparkSession
 
-    session = (
-        SparkSession.builder.master("local[2]").appName("tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "2g")
-        # one session runs every Spark test: keep the status store (plans of every query, also without
-        # the UI) small, so the driver heap is there for broadcasts and GX rather than for old plans
-        .config("spark.sql.ui.retainedExecutions", "50")
-        .config("spark.ui.retainedJobs", "100")
-        .config("spark.ui.retainedStages", "100")
-        .config("spark.jars", config.jdbc_driver_jar())  # PostgreSQL JDBC for the snapshot tests
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.master("local[2]").appName("tests")
+    for key, value in {**SESSION_CONF, **SMALL_QUERY_CONF}.items():
+        builder = builder.config(key, value)
+    session = builder.config("spark.jars", config.jdbc_driver_jar()).getOrCreate()  # JDBC: the snapshot tests
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

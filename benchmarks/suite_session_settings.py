@@ -1,0 +1,133 @@
+"""What the test suite's in-process SparkSession spends on small queries, as it was (compiled expressions,
+adaptive execution, four shuffle partitions) and with the tests' small-query settings (`SMALL_QUERY_CONF` in
+tests/conftest.py: interpreted expressions, no adaptive re-planning, two shuffle partitions).
+
+Two workloads the Spark tier is made of, each in a fresh JVM per variant and repeat (the tests' JVM options),
+timed after a warm-up: the CDC property test's merges (random change sequences merged in order, in three
+batches and replayed) and the bronze job in-process on a small demo day (GX gate included). The suite is bound
+by CPU (two test processes on two cores), so the figure that counts is the JVM's CPU time.
+
+    python benchmarks/suite_session_settings.py [--sequences 4] [--events 3000] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' settings and workloads (tests/ is not an installed package)
+VARIANTS = ("before (compiled, adaptive, 4 partitions)", "the tests' small-query settings")
+DAY = "2026-11-20"
+
+
+def session(small_queries: bool):
+    from pyspark.sql import SparkSession
+
+    from tests.conftest import SESSION_CONF, SMALL_QUERY_CONF
+
+    builder = SparkSession.builder.master("local[2]").appName("session-settings")
+    for key, value in {**SESSION_CONF, **(SMALL_QUERY_CONF if small_queries else {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def jvm_cpu(spark) -> float:
+    """CPU seconds of the session's JVM so far (the Python process's child)."""
+    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (USER_HZ = 100)
+
+
+def merges(spark, sequences: int) -> None:
+    from tests.spark import test_cdc_properties as cdc
+
+    rnd = random.Random(7)
+    for _ in range(sequences):
+        steps = [(rnd.choice("cudt"), rnd.randint(1, 4), rnd.choice(["basic", "pro", None]))
+                 for _ in range(rnd.randint(1, 30))]
+        events = cdc.events(steps)
+        cdc.merged(spark, [events])
+        cdc.merged(spark, [events[: len(events) // 2], events[len(events) // 2:]])
+        cdc.merged(spark, [events, events[::-1]])
+
+
+def bronze_day(lake: str) -> None:
+    from jobs import clickstream_bronze
+
+    assert clickstream_bronze.main(["--date", DAY, "--lake-root", lake, "--refresh", "full"]) == 0
+
+
+def measure(workload: str, small_queries: bool, size: int, lake: str) -> dict[str, float]:
+    """One variant in this (fresh) process: warm up once, then time the workload."""
+    from jobs.common import runner
+
+    runner.Context.stop = lambda self: None  # the jobs share this session, as in the tests
+    spark = session(small_queries)
+
+    def run(sequences: int) -> None:
+        merges(spark, sequences) if workload == "merges" else bronze_day(lake)
+
+    run(1)  # warm-up: the first queries load Spark's classes (and the day is published before its rebuild)
+    cpu, python, started = jvm_cpu(spark), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    run(size)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall": time.monotonic() - started, "jvm_cpu": jvm_cpu(spark) - cpu,
+            "python_cpu": after.ru_utime + after.ru_stime - python.ru_utime - python.ru_stime}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequences", type=int, default=4, help="random change sequences (3 merges each)")
+    parser.add_argument("--events", type=int, default=3000, help="events of the bronze day")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--measure", nargs=3, metavar=("WORKLOAD", "SMALL", "LAKE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        workload, small, lake = args.measure
+        print(json.dumps(measure(workload, small == "1", args.sequences, lake)))
+        return
+    from tests.conftest import SHORT_RUN_JVM_OPTIONS, class_data_sharing
+
+    env = {"SPARK_SUBMIT_OPTS": SHORT_RUN_JVM_OPTIONS + class_data_sharing(), "PIPELINE_MODE": "demo",
+           "PYTHONPATH": str(REPO), "GX_ANALYTICS_ENABLED": "False"}
+    with tempfile.TemporaryDirectory(prefix="session-settings-") as tmp:
+        lake = (Path(tmp) / "lake").as_uri()
+        subprocess.run([sys.executable, "-m", "demo", "--start-date", DAY, "--days", "1", "--events-per-day",
+                        str(args.events), "--users", "300", "--items", "100", "--lake-root", lake],
+                       check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+        for workload, label in (("merges", f"CDC property merges ({args.sequences} sequences x 3 merges)"),
+                                ("bronze", f"bronze job in-process, one day of {args.events:,} events")):
+            runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+            for _ in range(args.repeats):
+                for small, variant in enumerate(VARIANTS):
+                    done = subprocess.run([sys.executable, __file__, "--sequences", str(args.sequences),
+                                           "--measure", workload, str(small), lake], capture_output=True,
+                                          text=True, cwd=REPO, env={**os.environ, **env}, check=False)
+                    if done.returncode != 0:
+                        sys.exit(f"{workload} ({variant}) failed:\n{done.stderr[-3000:]}")
+                    runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"{label} (median of {args.repeats}):")
+            medians = {v: {k: statistics.median(r[k] for r in measured) for k in measured[0]}
+                       for v, measured in runs.items()}
+            for variant, m in medians.items():
+                print(f"  {variant}: {m['wall']:.1f} s wall, {m['jvm_cpu']:.1f} s JVM CPU, "
+                      f"{m['python_cpu']:.1f} s Python CPU")
+            default, small_settings = medians.values()
+            print(f"  small-query settings: {default['jvm_cpu'] / small_settings['jvm_cpu']:.2f}x less JVM CPU, "
+                  f"{default['wall'] / small_settings['wall']:.2f}x less wall time")
+
+
+if __name__ == "__main__":
+    main()
