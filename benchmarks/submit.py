@@ -23,9 +23,10 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> float:
 
 
 def spark_submit(job: str, args: list[str], env: dict[str, str], log: Path,
-                 conf: dict[str, str] | None = None) -> float:
-    """`jobs/<job>.py` by spark-submit with `pipeline.yaml`'s `spark_conf` (and `conf` on top); the wall seconds."""
+                 conf: dict[str, str] | None = None, script: Path | None = None) -> float:
+    """`jobs/<job>.py` (or a benchmark's `script` wrapping a job) by spark-submit with `pipeline.yaml`'s
+    `spark_conf` (and `conf` on top); the wall seconds."""
     merged = {**settings.pipeline().spark_conf, **(conf or {})}
     options = [a for key, value in merged.items() for a in ("--conf", f"{key}={value}")]
-    return timed(["spark-submit", *options, "--py-files", str(artifact.build()), str(config.JOBS_DIR / f"{job}.py"),
-                  *args], env, log)
+    return timed(["spark-submit", *options, "--py-files", str(artifact.build()),
+                  str(script or config.JOBS_DIR / f"{job}.py"), *args], env, log)

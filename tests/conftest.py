@@ -64,14 +64,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("SPARK_SUBMIT_OPTS", SHORT_RUN_JVM_OPTIONS + sharing)
 
 
-#: The longest files, run first, longest first (seconds of a fresh-clone run under two processes, 2026-12-03):
+#: The longest files, run first, longest first (seconds of a fresh-clone run under two processes, 2026-12-04):
 #: pytest-xdist hands whole files to whichever process is free, in collection order, so a long file collected
 #: late ran alone at the end (test_features.py: a ~2-minute tail with one core idle).
-LONGEST_FIRST = ("integration/test_spark_cluster.py",  # ~560
-                 "e2e/test_nightly_dag.py",  # ~400
-                 "spark/test_cdc_properties.py",  # ~350
-                 "e2e/test_api_trigger.py",  # ~290
-                 "spark/test_cdc_layout.py",  # ~150
+LONGEST_FIRST = ("integration/test_spark_cluster.py",  # ~360
+                 "e2e/test_nightly_dag.py",  # ~320
+                 "e2e/test_api_trigger.py",  # ~245
+                 "spark/test_cdc_properties.py",  # ~160
+                 "spark/test_cdc_layout.py",  # ~105
                  "spark/test_commit_jobs.py", "spark/test_als.py", "spark/test_features.py",
                  "integration/test_cdc_snapshot_postgres.py")
 
