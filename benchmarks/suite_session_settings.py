@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' settings and workloads (tests/ is not an installed package)
 VARIANTS = ("before (compiled, adaptive, 4 partitions)", "the tests' small-query settings")
 DAY = "2026-11-20"
+#: the session's setting before the small-query settings (compiled expressions and adaptive execution: Spark's defaults)
+BEFORE = {"spark.sql.shuffle.partitions": "4"}
 
 
 def session(small_queries: bool):
@@ -36,7 +38,7 @@ def session(small_queries: bool):
     from tests.conftest import SESSION_CONF, SMALL_QUERY_CONF
 
     builder = SparkSession.builder.master("local[2]").appName("session-settings")
-    for key, value in {**SESSION_CONF, **(SMALL_QUERY_CONF if small_queries else {})}.items():
+    for key, value in {**SESSION_CONF, **(SMALL_QUERY_CONF if small_queries else BEFORE)}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

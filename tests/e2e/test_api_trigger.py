@@ -83,10 +83,16 @@ def airflow_services(tmp_path_factory, postgres, redis_url):  # noqa: F811 (fixt
                 assert time.monotonic() < deadline, "the DAG processor did not register the DAGs"
                 time.sleep(2)
         yield api, home
+        for dag_id in ("nightly", "cdc_ingestion"):  # no new scheduled runs while the services stop
+            api("PATCH", f"/dags/{dag_id}", {"is_paused": True})
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops it
-            proc.wait(60)
+            try:  # the Celery worker's warm shutdown waits for a running task: minutes on a loaded machine
+                proc.wait(300)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
         out.close()
 
 
