@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from submit import spark_submit
+from submit import demo_lake, medians, spark_submit
 
 from jobs.cdc import STAGE
-from jobs.common import config, storage
+from jobs.common import storage
 from jobs.common.paths import Lake, as_date
 
 FIRST, SECOND = "2026-11-19", "2026-11-20"
@@ -89,9 +87,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="small-cdc-") as tmp:
             work = Path(tmp)
             lake = Lake((work / "lake").as_uri())
-            subprocess.run([sys.executable, "-m", "demo", "--start-date", FIRST, "--days", "2", "--events-per-day",
-                            "200", "--users", str(args.users), "--items", "100", "--oltp-from", FIRST,
-                            "--lake-root", lake.root], check=True, stdout=subprocess.DEVNULL, cwd=config.REPO_ROOT)
+            demo_lake(lake.root, FIRST, 2, 200, args.users, "--oltp-from", FIRST)
             from demo.shop import snapshot_params
 
             snap = snapshot_params(lake, FIRST)
@@ -103,7 +99,7 @@ def main() -> None:
                 runs[label].append(merge_night(lake, day, work))
     print(f"cdc_merge by spark-submit on the demo shop ({args.users:,} users; median of {args.repeats}):")
     for label, measured in runs.items():
-        m = {k: statistics.median(r[k] for r in measured) for k in measured[0]}
+        m = medians(measured)
         print(f"  {label}: {m['events']:,.0f} events, {m['current_rows']:,.0f} current rows; {m['wall']:.1f} s: "
               f"start-up "
               f"{m['start_up']:.1f} s ({m['start_up'] / m['wall']:.0%}), GX gates {m['gates']:.1f} s in "

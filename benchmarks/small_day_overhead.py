@@ -17,12 +17,10 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from submit import spark_submit
+from submit import demo_lake, spark_submit
 
 SETTING = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
 SHORT_RUN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # as tests/conftest.py
@@ -66,9 +64,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="small-day-") as tmp:
         work = Path(tmp)
         lake = work / "lake"
-        subprocess.run([sys.executable, "-m", "demo", "--start-date", DAY, "--days", "1", "--events-per-day",
-                        str(args.events), "--users", "300", "--items", "100", "--lake-root", lake.as_uri()],
-                       check=True, stdout=subprocess.DEVNULL)
+        demo_lake(lake.as_uri(), DAY, 1, args.events, 300)
         runs: dict[str, list[tuple[float, float, int]]] = {label: [] for label in VARIANTS}
         for _ in range(args.repeats):
             for label, (coalesce_cached, jvm_options) in VARIANTS.items():

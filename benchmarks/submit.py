@@ -3,6 +3,7 @@ artifact (`--py-files`), its output kept in a log, its wall time returned."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
@@ -30,3 +31,15 @@ def spark_submit(job: str, args: list[str], env: dict[str, str], log: Path,
     options = [a for key, value in merged.items() for a in ("--conf", f"{key}={value}")]
     return timed(["spark-submit", *options, "--py-files", str(artifact.build()),
                   str(script or config.JOBS_DIR / f"{job}.py"), *args], env, log)
+
+
+def demo_lake(lake_uri: str, first_day: str, days: int, events_per_day: int, users: int, *extra: str) -> None:
+    """A small generated lake (`python -m demo`, 100 items; `extra`: e.g. `--oltp-from D` for the shop)."""
+    subprocess.run([sys.executable, "-m", "demo", "--start-date", first_day, "--days", str(days), "--events-per-day",
+                    str(events_per_day), "--users", str(users), "--items", "100", "--lake-root", lake_uri, *extra],
+                   check=True, stdout=subprocess.DEVNULL, cwd=config.REPO_ROOT)
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each measured figure's median over repeated runs."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}

@@ -17,12 +17,14 @@ import json
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
+from submit import demo_lake, medians
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' settings and workloads (tests/ is not an installed package)
@@ -47,9 +49,8 @@ def session(small_queries: bool):
 
 def jvm_cpu(spark) -> float:
     """CPU seconds of the session's JVM so far (the Python process's child)."""
-    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (USER_HZ = 100)
+    times = psutil.Process(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())).cpu_times()
+    return times.user + times.system
 
 
 def merges(spark, sequences: int) -> None:
@@ -106,9 +107,7 @@ def main() -> None:
            "PYTHONPATH": str(REPO), "GX_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryDirectory(prefix="session-settings-") as tmp:
         lake = (Path(tmp) / "lake").as_uri()
-        subprocess.run([sys.executable, "-m", "demo", "--start-date", DAY, "--days", "1", "--events-per-day",
-                        str(args.events), "--users", "300", "--items", "100", "--lake-root", lake],
-                       check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+        demo_lake(lake, DAY, 1, args.events, 300)
         for workload, label in (("merges", f"CDC property merges ({args.sequences} sequences x 3 merges)"),
                                 ("bronze", f"bronze job in-process, one day of {args.events:,} events")):
             runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
@@ -121,12 +120,11 @@ def main() -> None:
                         sys.exit(f"{workload} ({variant}) failed:\n{done.stderr[-3000:]}")
                     runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"{label} (median of {args.repeats}):")
-            medians = {v: {k: statistics.median(r[k] for r in measured) for k in measured[0]}
-                       for v, measured in runs.items()}
-            for variant, m in medians.items():
+            by_variant = {v: medians(measured) for v, measured in runs.items()}
+            for variant, m in by_variant.items():
                 print(f"  {variant}: {m['wall']:.1f} s wall, {m['jvm_cpu']:.1f} s JVM CPU, "
                       f"{m['python_cpu']:.1f} s Python CPU")
-            default, small_settings = medians.values()
+            default, small_settings = by_variant.values()
             print(f"  small-query settings: {default['jvm_cpu'] / small_settings['jvm_cpu']:.2f}x less JVM CPU, "
                   f"{default['wall'] / small_settings['wall']:.2f}x less wall time")
 
