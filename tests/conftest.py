@@ -68,12 +68,12 @@ def pytest_configure(config: pytest.Config) -> None:
 #: pytest-xdist hands whole files to whichever process is free, in collection order, so a long file collected
 #: late ran alone at the end (test_features.py: a ~2-minute tail with one core idle).
 #: (The Celery test third, beside the cluster test, made a fresh-clone run slower, 19:49 against 18:58.)
-LONGEST_FIRST = ("integration/test_spark_cluster.py",  # ~360
-                 "e2e/test_nightly_dag.py",  # ~320
-                 "spark/test_cdc_properties.py",  # ~160
-                 "e2e/test_api_trigger.py",  # ~245
-                 "spark/test_cdc_layout.py",  # ~105
-                 "spark/test_commit_jobs.py", "spark/test_als.py", "spark/test_features.py",
+LONGEST_FIRST = ("integration/test_spark_cluster.py",  # ~375
+                 "e2e/test_nightly_dag.py",  # ~340 (measure)
+                 "spark/test_cdc_properties.py",  # ~175
+                 "spark/test_features.py",  # ~195
+                 "spark/test_cdc_layout.py",  # ~110
+                 "spark/test_commit_jobs.py", "spark/test_als.py",
                  "integration/test_cdc_snapshot_postgres.py")
 
 

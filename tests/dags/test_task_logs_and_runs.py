@@ -1,6 +1,6 @@
 """What a user reads in the UI's task logs and what a run does with its conf: summaries through logging (the main
 log, not the collapsed post-execute group), a job's ERROR lines as errors, misspelt params refused, and a
-scheduled run without data skipped rather than failed or waiting."""
+scheduled run without data skipped rather than failed or waiting, and so is publishing without a reports bucket."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from pipeline_airflow import shared
 from pipeline_airflow.params import refuse_unknown, unknown
 from pipeline_airflow.spark import LevelledLog, line_level
 from pipeline_airflow.tasks import clickstream
+from pipeline_airflow.tasks.ab import publish_ab_report
 from pipeline_airflow.tasks.cdc import summarise_cdc
 
 from jobs.cdc import STAGE
@@ -86,3 +87,11 @@ def test_summaries_go_through_logging_not_stdout(lake, monkeypatch, caplog, caps
     assert summary["tables"] == {"users": {"current_rows": 5}}
     assert f"CDC merge of {DAY}:" in caplog.text and '"current_rows": 5' in caplog.text
     assert capsys.readouterr().out == ""
+
+
+def test_publishing_without_a_reports_bucket_is_skipped_and_says_how_to_set_one(monkeypatch):
+    monkeypatch.delenv(f"AIRFLOW_CONN_{shared.REPORTS_CONN_ID.upper()}", raising=False)
+    monkeypatch.delenv("PIPELINE_REPORTS_BUCKET", raising=False)
+    with pytest.raises(AirflowSkipException, match="no reports bucket configured: set the ab_reports_s3 connection "
+                                                   "or PIPELINE_REPORTS_BUCKET; the report stays in the lake"):
+        publish_ab_report.function(DAY)
