@@ -67,12 +67,12 @@ def pytest_configure(config: pytest.Config) -> None:
 #: The longest files, run first, longest first (seconds of a fresh-clone run under two processes, 2026-12-04):
 #: pytest-xdist hands whole files to whichever process is free, in collection order, so a long file collected
 #: late ran alone at the end (test_features.py: a ~2-minute tail with one core idle).
-#: (The Celery test third, beside the cluster test, made a fresh-clone run slower, 19:49 against 18:58.)
-LONGEST_FIRST = ("integration/test_spark_cluster.py",  # ~375
-                 "e2e/test_nightly_dag.py",  # ~340 (measure)
-                 "spark/test_cdc_properties.py",  # ~175
-                 "spark/test_features.py",  # ~195
-                 "spark/test_cdc_layout.py",  # ~110
+#: (The Celery e2e test third, after the cluster test, made a fresh-clone run slower, 19:49 against 18:58.)
+LONGEST_FIRST = ("e2e/test_nightly_dag.py",  # ~430 s
+                 "integration/test_spark_cluster.py",  # ~315 s
+                 "spark/test_features.py",  # ~195 s
+                 "spark/test_cdc_properties.py",  # ~160 s
+                 "spark/test_cdc_layout.py",  # ~110 s
                  "spark/test_commit_jobs.py", "spark/test_als.py",
                  "integration/test_cdc_snapshot_postgres.py")
 

@@ -3,6 +3,7 @@
 import datetime as dt
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from jobs.clickstream import bronze
@@ -59,6 +60,23 @@ def test_a_failure_is_described_by_a_second_detailed_pass(spark, tmp_path, passe
     assert "expect_column_values_to_be_between(revenue): 1 unexpected (e.g. -2.5)" in outcome.failures
     (page,) = data_docs_pages(tmp_path / "docs")  # the detailed run's docs, not both
     assert "-2.5" in page
+
+
+def test_data_docs_templates_are_compiled_once_per_process(spark, tmp_path, monkeypatch):
+    """GX builds a Jinja environment per page; the pages after the first reuse the compiled templates
+    (validation.TEMPLATES) and still render the whole result."""
+    df = frame(spark, [{"event_id": "a", "kafka_offset": 1}])
+    assert validate(df, bronze.SUITE, PARAMS, (tmp_path / "first").as_uri(), LakeFS(spark)).success
+    compiled: list[str] = []
+    real_compile = jinja2.Environment.compile
+    monkeypatch.setattr(jinja2.Environment, "compile",
+                        lambda env, source, name=None, *args, **kwargs: compiled.append(name)
+                        or real_compile(env, source, name, *args, **kwargs))
+    assert validate(df, bronze.SUITE, PARAMS, (tmp_path / "second").as_uri(), LakeFS(spark)).success
+    assert compiled == [] and validation.TEMPLATES.compiled
+    (first,) = data_docs_pages(tmp_path / "first")
+    (second,) = data_docs_pages(tmp_path / "second")
+    assert len(second) > 10_000 and second.count("<tr") == first.count("<tr")
 
 
 @pytest.mark.parametrize("bad_row, expectation", [
