@@ -34,18 +34,12 @@ def generate(lake_root: str, events: int, users: int, items: int) -> None:
 
 def run_spark(lake_root: str, driver_memory: str) -> dict:
     os.environ["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {driver_memory} pyspark-shell"
-    from pyspark.sql import SparkSession
+    from submit import pipeline_session
 
     from jobs.clickstream import bronze as clickstream_bronze
-    from jobs.common import settings
     from jobs.common.paths import Lake
 
-    builder = SparkSession.builder.master("local[*]").appName("bench-bronze").config("spark.ui.enabled", "false")
-    for key, value in settings.pipeline().spark_conf.items():  # the conf the DAG submits with
-        if key != "spark.driver.memory":
-            builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = pipeline_session("bench-bronze")
     started = time.perf_counter()
     manifest = clickstream_bronze.run(spark, Lake(lake_root), DAY, "clickstream", full_refresh=True)
     total = time.perf_counter() - started

@@ -32,19 +32,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
-    from pyspark.sql import SparkSession
+    from submit import pipeline_session
 
     from jobs.clickstream import bronze
-    from jobs.common import settings, validation
+    from jobs.common import validation
     from jobs.common.spark import LakeFS
     from tests.spark.test_validation_gate import PARAMS, frame
 
-    builder = SparkSession.builder.master("local[2]").appName("gx-gate-fixed-cost").config("spark.ui.enabled", "false")
-    for key, value in settings.pipeline().spark_conf.items():  # the conf the DAG submits with
-        if key != "spark.driver.memory":
-            builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = pipeline_session("gx-gate-fixed-cost", "local[2]")
     df = frame(spark, [{"event_id": f"e{n}", "kafka_offset": n} for n in range(args.rows)]).persist()
     df.count()
     lake_fs, kept = LakeFS(spark), validation.gx_views.Environment

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from jobs.common import artifact, config, settings
 
@@ -43,3 +44,17 @@ def demo_lake(lake_uri: str, first_day: str, days: int, events_per_day: int, use
 def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     """Each measured figure's median over repeated runs."""
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def pipeline_session(app: str, master: str = "local[*]") -> Any:
+    """An in-process SparkSession with `pipeline.yaml`'s `spark_conf` (the conf the DAG submits with; the driver's
+    memory is the caller's, set before the JVM starts), no UI, Spark's log at ERROR."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
+    for key, value in settings.pipeline().spark_conf.items():
+        if key != "spark.driver.memory":
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
