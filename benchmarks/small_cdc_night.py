@@ -23,6 +23,7 @@ from pathlib import Path
 
 from submit import demo_lake, medians, spark_submit
 
+from demo.shop import snapshot_options
 from jobs.cdc import STAGE
 from jobs.common import storage
 from jobs.common.paths import Lake, as_date
@@ -88,12 +89,8 @@ def main() -> None:
             work = Path(tmp)
             lake = Lake((work / "lake").as_uri())
             demo_lake(lake.root, FIRST, 2, 200, args.users, "--oltp-from", FIRST)
-            from demo.shop import snapshot_params
-
-            snap = snapshot_params(lake, FIRST)
-            spark_submit("cdc_snapshot", ["--tables", ",".join(snap["snapshot_tables"]), "--dump",
-                                          snap["snapshot_dump"], "--watermark-lsn", snap["snapshot_watermark_lsn"],
-                                          "--taken-at", snap["snapshot_taken_at"], "--lake-root", lake.root],
+            options = {**snapshot_options(lake, FIRST), "--lake-root": lake.root}
+            spark_submit("cdc_snapshot", [a for flag, value in options.items() for a in (flag, value)],
                          {**os.environ, "PIPELINE_MODE": "demo"}, work / "snapshot.log")
             for label, day in zip(runs, (FIRST, SECOND), strict=True):
                 runs[label].append(merge_night(lake, day, work))
@@ -101,8 +98,7 @@ def main() -> None:
     for label, measured in runs.items():
         m = medians(measured)
         print(f"  {label}: {m['events']:,.0f} events, {m['current_rows']:,.0f} current rows; {m['wall']:.1f} s: "
-              f"start-up "
-              f"{m['start_up']:.1f} s ({m['start_up'] / m['wall']:.0%}), GX gates {m['gates']:.1f} s in "
+              f"start-up {m['start_up']:.1f} s ({m['start_up'] / m['wall']:.0%}), GX gates {m['gates']:.1f} s in "
               f"{m['gate_calls']:.0f} calls ({m['gates'] / m['wall']:.0%}), the rest {m['rest']:.1f} s "
               f"({m['rest'] / m['wall']:.0%})")
 

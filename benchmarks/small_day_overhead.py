@@ -17,13 +17,16 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 from submit import demo_lake, spark_submit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' JVM options (tests/ is not installed)
+from tests.conftest import SHORT_RUN_JVM_OPTIONS  # noqa: E402
+
 SETTING = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
-SHORT_RUN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # as tests/conftest.py
 DAY = "2026-11-20"
 #: label -> (cached frames coalesced, SPARK_SUBMIT_OPTS)
 VARIANTS = {

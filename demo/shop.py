@@ -293,6 +293,13 @@ def snapshot_params(lake: Lake, day: str) -> dict[str, Any]:
             "snapshot_watermark_lsn": str(watermark["lsn"]), "snapshot_taken_at": watermark["taken_at"]}
 
 
+def snapshot_options(lake: Lake, day: str) -> dict[str, str]:
+    """The same onboarding as `cdc_snapshot`'s command-line options (what the DAG renders from the params)."""
+    params = snapshot_params(lake, day)
+    return {"--tables": ",".join(params["snapshot_tables"]), "--dump": params["snapshot_dump"],
+            "--watermark-lsn": params["snapshot_watermark_lsn"], "--taken-at": params["snapshot_taken_at"]}
+
+
 def generate(lake: Lake, user_ids: list[str], item_prices: np.ndarray, genres: list[str],
              settings: ShopSettings, seed: int, start: dt.date, days: int) -> dict[str, Any]:
     """The initial dump (under raw/_exports/) and `days` days of CDC records into the raw zone."""

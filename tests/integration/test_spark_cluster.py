@@ -28,7 +28,7 @@ from pipeline_airflow.shared import AIRFLOW
 from pipeline_airflow.spark import SparkJobOperator, spark_job
 
 from demo import cli as demo_cli
-from demo.shop import snapshot_params
+from demo.shop import snapshot_options
 from jobs.als import settings as als_settings
 from jobs.common import runner, storage
 from jobs.common.paths import Lake
@@ -51,12 +51,9 @@ def mllib_settings(where: Path) -> Path:
 
 def steps(lake: Lake, als_yaml: Path) -> list[tuple[str, dict[str, str]]]:
     """The nightly's jobs in the demo's order, on one lake: bronze, CDC onboarding and merge, report, ALS, features."""
-    snapshot = snapshot_params(lake, LAST.isoformat())
     return [
         ("clickstream_bronze", {"--date": FIRST.isoformat(), "--end-date": LAST.isoformat()}),
-        ("cdc_snapshot", {"--tables": ",".join(snapshot["snapshot_tables"]), "--dump": snapshot["snapshot_dump"],
-                          "--watermark-lsn": snapshot["snapshot_watermark_lsn"],
-                          "--taken-at": snapshot["snapshot_taken_at"]}),
+        ("cdc_snapshot", snapshot_options(lake, LAST.isoformat())),
         ("cdc_merge", {"--date": LAST.isoformat()}),
         ("ab_report", {"--date": LAST.isoformat()}),
         ("als_train", {"--date": LAST.isoformat(), "--settings": str(als_yaml)}),
