@@ -15,12 +15,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from jobs.common import config
 from jobs.common.paths import Lake
 from jobs.ingest.raw_zone import RawRecord
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -117,6 +121,15 @@ SMALL_QUERY_CONF = {
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
 }
+
+
+def in_jvm(frame: DataFrame) -> DataFrame:
+    """A frame's rows held by the JVM (a LocalRelation), converted once through Arrow by Spark itself.
+
+    `createDataFrame` of Python rows is an RDD of pickled rows: every query that scans it runs Python worker tasks
+    again. Tests that query such a frame many times (a merge scans history and current in several branches, GX runs
+    a Spark job per metric) spent more CPU in those workers than in the JVM."""
+    return frame.sparkSession.createDataFrame(frame.toArrow(), schema=frame.schema)
 
 
 @pytest.fixture(scope="session")

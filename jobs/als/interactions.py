@@ -128,7 +128,7 @@ class DataWindow:
         return self.holdout_start - dt.timedelta(days=1)
 
     def cutoff(self) -> dt.datetime:
-        return dt.datetime.combine(self.holdout_start, dt.time())
+        return dt.datetime.combine(self.holdout_start, dt.time(), dt.UTC)
 
     def as_dict(self) -> dict[str, str]:
         return {"first": self.first.isoformat(), "train_end": self.train_end.isoformat(),
@@ -137,8 +137,9 @@ class DataWindow:
 
 def in_window(rows: DataFrame, window: DataWindow) -> DataFrame:
     """Rows with an event time inside the window (or none, to be quarantined), tagged `holdout` after the cutoff."""
-    end = dt.datetime.combine(window.last + dt.timedelta(days=1), dt.time())
-    inside = (F.col("event_ts") >= F.lit(dt.datetime.combine(window.first, dt.time()))) & (F.col("event_ts") < end)
+    start = dt.datetime.combine(window.first, dt.time(), dt.UTC)  # aware: Spark reads a naive one in local time
+    end = dt.datetime.combine(window.last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    inside = (F.col("event_ts") >= F.lit(start)) & (F.col("event_ts") < end)
     return (rows.where(inside | F.col("event_ts").isNull())
             .withColumn("holdout", F.col("event_ts") >= F.lit(window.cutoff())))
 

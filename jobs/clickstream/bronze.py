@@ -113,7 +113,7 @@ def _run(spark: SparkSession, this: Run, topic: str, full_refresh: bool, optiona
     history = [int(m["counts"]["bronze"]) for m in this.fs.manifests_before(lake, "bronze", TABLE, day,
                                                                              gate_settings.history_days)]
     min_rows, max_rows = gate_settings.bounds(history)
-    window_start = dt.datetime.combine(day, dt.time())
+    window_start = dt.datetime.combine(day, dt.time(), dt.UTC)  # aware: a naive one is read in the driver's zone
     params = {"event_types": rules.event_types, "window_start": window_start,
               "window_end": window_start + dt.timedelta(days=1), "min_rows": min_rows, "max_rows": max_rows}
     from jobs.common.validation import validate  # GX import is slow: only when validating

@@ -10,6 +10,7 @@ import pytest
 
 from jobs.ab import aggregation as ab_report
 from jobs.ab import registry
+from tests.conftest import in_jvm
 
 DAY = dt.date(2026, 11, 20)
 SCHEMA = ("user_id string, event_ts timestamp, event_type string, revenue double, "
@@ -93,7 +94,7 @@ def reference(events: pd.DataFrame, reg: registry.Registry) -> pd.DataFrame:
 def test_totals_match_a_pandas_replay(spark, seed):
     reg = registry.parse(REGISTRY)
     rows = random_events(seed)
-    counts, diag = ab_report.aggregate(spark.createDataFrame(rows, SCHEMA), reg, reg.experiments, DAY)
+    counts, diag = ab_report.aggregate(in_jvm(spark.createDataFrame(rows, SCHEMA)), reg, reg.experiments, DAY)
     totals = counts[counts["day"].isna()].drop(columns="day")
     expected = reference(pd.DataFrame(rows, columns=["user_id", "event_ts", "event_type", "revenue", "experiments"]),
                          reg)
@@ -120,7 +121,7 @@ def test_exposure_rules_and_day_slices(spark):
         ("u3", ts("2026-11-19T08:00:00"), "page_view", None, [("e1", "a")]),
         ("u3", ts("2026-11-19T09:00:00"), "page_view", None, [("e1", "b")]),  # two variants: excluded
     ]
-    counts, diag = ab_report.aggregate(spark.createDataFrame(rows, SCHEMA), reg, reg.experiments[:1], DAY)
+    counts, diag = ab_report.aggregate(in_jvm(spark.createDataFrame(rows, SCHEMA)), reg, reg.experiments[:1], DAY)
     revenue = counts[counts.metric == "revenue"]
     total_b = revenue[(revenue.variant == "b") & revenue.day.isna()].iloc[0]
     assert total_b["count"] == 1 and total_b["main_sum"] == 12.0 and total_b["covariate_sum"] == 9.0
@@ -139,7 +140,7 @@ def test_collisions_count_users_shared_between_experiments(spark):
     both = [("e1", "a"), ("e2", "b")]
     rows = [(f"u{i}", ts("2026-11-18T10:00:00"), "page_view", None, both if i < 3 else [("e1", "a")])
             for i in range(5)]
-    _, diag = ab_report.aggregate(spark.createDataFrame(rows, SCHEMA), reg, reg.experiments, DAY)
+    _, diag = ab_report.aggregate(in_jvm(spark.createDataFrame(rows, SCHEMA)), reg, reg.experiments, DAY)
     collisions = diag[diag.kind == "collision"].sort_values("experiment_id")
     assert collisions[["experiment_id", "other", "users"]].values.tolist() == [["e1", "e2", 3.0], ["e2", "e1", 3.0]]
 
@@ -150,7 +151,7 @@ def test_junk_variant_names_make_one_arm_and_a_count(spark):
     reg = registry.parse(REGISTRY)
     rows = [(f"u{n}", ts("2026-11-18T10:00:00"), "page_view", None, [("e1", "ab"[n % 2] if n < 40 else f"junk-{n}")])
             for n in range(340)]
-    events = spark.createDataFrame(rows, SCHEMA)
+    events = in_jvm(spark.createDataFrame(rows, SCHEMA))
     counts, diag = ab_report.aggregate(events, reg, [reg.experiments[0]], DAY)
     assert sorted(counts["variant"].unique()) == ["(unregistered)", "a", "b"]
     totals = counts[(counts["metric"] == "buy") & counts["day"].isna()].set_index("variant")["count"].to_dict()

@@ -11,6 +11,7 @@ from jobs.cdc import changelog, envelope
 from jobs.cdc import scd2 as merge
 from jobs.cdc import settings as cdc_settings
 from tests.cdc_events import TABLE_SETTINGS, account, pg
+from tests.conftest import in_jvm
 
 CDC = cdc_settings.parse(TABLE_SETTINGS)
 TABLE = CDC.table("accounts")
@@ -54,12 +55,10 @@ def merged(spark, batches: list[list[str]]) -> tuple[list, list]:
     silver = merge.Silver(None, None)
     for batch in batches:
         rows = [(*envelope.parse(e, CDC).as_dict().values(), None, None, None, None, None) for e in batch]
-        bronze = changelog.to_bronze(spark.createDataFrame(rows, changelog.PARSED_SCHEMA))
+        bronze = changelog.to_bronze(in_jvm(spark.createDataFrame(rows, changelog.PARSED_SCHEMA)))
         result = merge.merge(TABLE, silver, bronze)
         result.events.persist()  # as the job does: its three outputs read the replayed events once
-        history = spark.createDataFrame(result.history.collect(), result.history.schema)
-        current = spark.createDataFrame(result.current.collect(), result.current.schema)
-        orphans = spark.createDataFrame(result.orphan_deletes.collect(), result.orphan_deletes.schema)
+        history, current, orphans = (in_jvm(frame) for frame in (result.history, result.current, result.orphan_deletes))
         result.events.unpersist()
         silver = merge.Silver(history, current, truncates=result.truncates, orphan_deletes=orphans)
     return (sorted((tuple(r) for r in silver.history.drop("_flags").collect()), key=repr),

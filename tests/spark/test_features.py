@@ -21,6 +21,7 @@ from jobs.features import compute, daily
 from jobs.features.registry import ENTITIES, Scope, registry
 from jobs.features.settings import load
 from tests import features_reference as reference
+from tests.conftest import in_jvm
 from tests.feature_lake import BRONZE, SUBSCRIPTIONS, USERS, event, write_bronze, write_history
 
 D = dt.date(2026, 11, 20)
@@ -96,11 +97,11 @@ def spark_features(spark, events: list[dict], subscriptions: list[dict], users: 
     """What the job computes for D from these inputs (its read window of bronze, its history tables)."""
     first = D - dt.timedelta(days=SETTINGS.read_days - 1)
     rows = [{k: e[k] for k in BRONZE.fieldNames()} for e in events]
-    bronze = (spark.createDataFrame(rows, BRONZE).withColumn("dt", F.to_date("event_ts"))
+    bronze = (in_jvm(spark.createDataFrame(rows, BRONZE)).withColumn("dt", F.to_date("event_ts"))
               .where((F.col("dt") >= F.lit(first)) & (F.col("dt") <= F.lit(D))))
     window = compute.window_events(bronze, D)
-    state = compute.user_state(spark.createDataFrame(subscriptions, SUBSCRIPTIONS),
-                               spark.createDataFrame(users, USERS), D)
+    state = compute.user_state(in_jvm(spark.createDataFrame(subscriptions, SUBSCRIPTIONS)),
+                               in_jvm(spark.createDataFrame(users, USERS)), D)
     scope = Scope(D, SETTINGS)
     return compute.user_day(window, state, FEATURES, scope), window
 
@@ -129,7 +130,7 @@ def test_user_and_item_features_equal_the_reference(spark, drawn_events, drawn_v
     finally:
         kept.release()
     horizon = SETTINGS.churn_horizon_days
-    subs = spark.createDataFrame(subscriptions, SUBSCRIPTIONS)
+    subs = in_jvm(spark.createDataFrame(subscriptions, SUBSCRIPTIONS))
     labels = {r["user_id"]: r["churned"] for r in compute.churn_labels(subs, D, horizon).collect()}
     assert labels == reference.churn_labels(subscriptions, D, horizon)
 

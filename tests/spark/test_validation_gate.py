@@ -11,6 +11,7 @@ from jobs.clickstream import transforms as job
 from jobs.common import validation
 from jobs.common.spark import LakeFS
 from jobs.common.validation import validate
+from tests.conftest import in_jvm
 
 START = dt.datetime(2026, 11, 20)
 PARAMS = {"event_types": ["click", "purchase"], "window_start": START,
@@ -26,7 +27,7 @@ def frame(spark, rows):
            "referrer string, ip_prefix string, ip_hash string, "
            "experiments array<struct<experiment_id:string,variant:string>>, kafka_topic string, "
            "kafka_partition int, kafka_offset long, kafka_ts timestamp")
-    return spark.createDataFrame([tuple(r[c] for c in job.BRONZE_COLUMNS) for r in full], ddl)
+    return in_jvm(spark.createDataFrame([tuple(r[c] for c in job.BRONZE_COLUMNS) for r in full], ddl))
 
 
 def data_docs_pages(root: Path) -> list[str]:
