@@ -5,7 +5,9 @@ tests/conftest.py: interpreted expressions, no adaptive re-planning, two shuffle
 Two workloads the Spark tier is made of, each in a fresh JVM per variant and repeat (the tests' JVM options),
 timed after a warm-up: the CDC property test's merges (random change sequences merged in order, in three
 batches and replayed) and the bronze job in-process on a small demo day (GX gate included). The suite is bound
-by CPU (two test processes on two cores), so the figure that counts is the JVM's CPU time.
+by CPU (two test processes on two cores), so the figures that count are CPU times: the JVM's and its Python
+workers'. The merges run once more with the small-query settings and their input frames as Python rows, as
+before `in_jvm` (tests/conftest.py): every query scanning such a frame runs Python worker tasks again.
 
     python benchmarks/suite_session_settings.py [--sequences 4] [--events 3000] [--repeats 2]
 """
@@ -53,8 +55,21 @@ def jvm_cpu(spark) -> float:
     return times.user + times.system
 
 
-def merges(spark, sequences: int) -> None:
+def python_workers_cpu(spark) -> float:
+    """CPU seconds of the JVM's Python workers so far (pyspark.daemon and the workers it forked, ended or not)."""
+    jvm = psutil.Process(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
+    total = 0.0
+    for child in jvm.children(recursive=True):
+        times = child.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def merges(spark, sequences: int, python_rows: bool = False) -> None:
     from tests.spark import test_cdc_properties as cdc
+
+    if python_rows:  # the frames as the test built them before in_jvm: an RDD of the rows, pickled by Python
+        cdc.in_jvm = lambda frame: frame.sparkSession.createDataFrame(frame.collect(), frame.schema)
 
     rnd = random.Random(7)
     for _ in range(sequences):
@@ -80,13 +95,15 @@ def measure(workload: str, small_queries: bool, size: int, lake: str) -> dict[st
     spark = session(small_queries)
 
     def run(sequences: int) -> None:
-        merges(spark, sequences) if workload == "merges" else bronze_day(lake)
+        bronze_day(lake) if workload == "bronze" else merges(spark, sequences, workload == "merges_python_rows")
 
     run(1)  # warm-up: the first queries load Spark's classes (and the day is published before its rebuild)
-    cpu, python, started = jvm_cpu(spark), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    cpu, workers, python = jvm_cpu(spark), python_workers_cpu(spark), resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
     run(size)
     after = resource.getrusage(resource.RUSAGE_SELF)
     return {"wall": time.monotonic() - started, "jvm_cpu": jvm_cpu(spark) - cpu,
+            "workers_cpu": python_workers_cpu(spark) - workers,
             "python_cpu": after.ru_utime + after.ru_stime - python.ru_utime - python.ru_stime}
 
 
@@ -105,14 +122,19 @@ def main() -> None:
 
     env = {"SPARK_SUBMIT_OPTS": SHORT_RUN_JVM_OPTIONS + class_data_sharing(), "PIPELINE_MODE": "demo",
            "PYTHONPATH": str(REPO), "GX_ANALYTICS_ENABLED": "False"}
+    by_workload: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="session-settings-") as tmp:
         lake = (Path(tmp) / "lake").as_uri()
         demo_lake(lake, DAY, 1, args.events, 300)
-        for workload, label in (("merges", f"CDC property merges ({args.sequences} sequences x 3 merges)"),
-                                ("bronze", f"bronze job in-process, one day of {args.events:,} events")):
-            runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+        merges_label = f"CDC property merges ({args.sequences} sequences x 3 merges)"
+        for workload, label, variants in (
+                ("merges", merges_label, VARIANTS),
+                ("merges_python_rows", f"{merges_label}, frames as Python rows", VARIANTS[1:]),
+                ("bronze", f"bronze job in-process, one day of {args.events:,} events", VARIANTS)):
+            runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
             for _ in range(args.repeats):
-                for small, variant in enumerate(VARIANTS):
+                for variant in variants:
+                    small = VARIANTS.index(variant)
                     done = subprocess.run([sys.executable, __file__, "--sequences", str(args.sequences),
                                            "--measure", workload, str(small), lake], capture_output=True,
                                           text=True, cwd=REPO, env={**os.environ, **env}, check=False)
@@ -123,10 +145,16 @@ def main() -> None:
             by_variant = {v: medians(measured) for v, measured in runs.items()}
             for variant, m in by_variant.items():
                 print(f"  {variant}: {m['wall']:.1f} s wall, {m['jvm_cpu']:.1f} s JVM CPU, "
-                      f"{m['python_cpu']:.1f} s Python CPU")
-            default, small_settings = by_variant.values()
-            print(f"  small-query settings: {default['jvm_cpu'] / small_settings['jvm_cpu']:.2f}x less JVM CPU, "
-                  f"{default['wall'] / small_settings['wall']:.2f}x less wall time")
+                      f"{m['workers_cpu']:.1f} s Python workers' CPU, {m['python_cpu']:.1f} s driver Python CPU")
+            by_workload[workload] = by_variant
+            if len(by_variant) == 2:
+                default, small_settings = by_variant.values()
+                print(f"  small-query settings: {default['jvm_cpu'] / small_settings['jvm_cpu']:.2f}x less JVM CPU, "
+                      f"{default['wall'] / small_settings['wall']:.2f}x less wall time")
+        held, rows = (by_workload[w][VARIANTS[1]] for w in ("merges", "merges_python_rows"))
+        cpu = {name: m["jvm_cpu"] + m["workers_cpu"] + m["python_cpu"] for name, m in (("held", held), ("rows", rows))}
+        print(f"frames held by the JVM (in_jvm) against Python rows, small-query settings: "
+              f"{cpu['rows'] / cpu['held']:.2f}x less CPU in all, {rows['wall'] / held['wall']:.2f}x less wall time")
 
 
 if __name__ == "__main__":
