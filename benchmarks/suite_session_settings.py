@@ -49,17 +49,21 @@ def session(small_queries: bool):
     return spark
 
 
+def jvm(spark) -> psutil.Process:
+    """The session's JVM (the Python process's child)."""
+    return psutil.Process(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
+
+
 def jvm_cpu(spark) -> float:
-    """CPU seconds of the session's JVM so far (the Python process's child)."""
-    times = psutil.Process(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())).cpu_times()
+    """CPU seconds of the session's JVM so far."""
+    times = jvm(spark).cpu_times()
     return times.user + times.system
 
 
 def python_workers_cpu(spark) -> float:
     """CPU seconds of the JVM's Python workers so far (pyspark.daemon and the workers it forked, ended or not)."""
-    jvm = psutil.Process(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
     total = 0.0
-    for child in jvm.children(recursive=True):
+    for child in jvm(spark).children(recursive=True):
         times = child.cpu_times()
         total += times.user + times.system + times.children_user + times.children_system
     return total

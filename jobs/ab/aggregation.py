@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from jobs.ab import registry
 from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, UNREGISTERED
 from jobs.ab.registry import Experiment, Metric, Registry
+from jobs.common.paths import utc_midnight
 from jobs.common.spark import Persisted
 
 DAY_SECONDS = 86400
@@ -29,11 +30,9 @@ PRE = -1  # bucket of events before the first exposure (CUPED covariate)
 
 
 def experiment_windows(spark: SparkSession, experiments: list[Experiment], day: dt.date) -> DataFrame:
-    """Per experiment: exposures count from start 00:00 UTC until the day after its analysis end; its variants.
-
-    The bounds are UTC-aware: Spark reads a naive datetime in the driver's local time zone."""
-    rows = [(e.id, dt.datetime.combine(e.start_date, dt.time(), dt.UTC),
-             dt.datetime.combine(e.analysis_end(day) + dt.timedelta(days=1), dt.time(), dt.UTC), list(e.variants))
+    """Per experiment: exposures count from start 00:00 UTC until the day after its analysis end; its variants."""
+    rows = [(e.id, utc_midnight(e.start_date), utc_midnight(e.analysis_end(day) + dt.timedelta(days=1)),
+             list(e.variants))
             for e in experiments]
     return spark.createDataFrame(rows, "experiment_id string, window_start timestamp, window_end timestamp, "
                                        "variants array<string>")

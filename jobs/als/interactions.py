@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.als.settings import AlsSettings
+from jobs.common.paths import utc_midnight
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "weight", "event_ts"]
 MAP_SCHEMA = "key string, id int, first_seen date"
@@ -128,7 +129,7 @@ class DataWindow:
         return self.holdout_start - dt.timedelta(days=1)
 
     def cutoff(self) -> dt.datetime:
-        return dt.datetime.combine(self.holdout_start, dt.time(), dt.UTC)
+        return utc_midnight(self.holdout_start)
 
     def as_dict(self) -> dict[str, str]:
         return {"first": self.first.isoformat(), "train_end": self.train_end.isoformat(),
@@ -137,9 +138,8 @@ class DataWindow:
 
 def in_window(rows: DataFrame, window: DataWindow) -> DataFrame:
     """Rows with an event time inside the window (or none, to be quarantined), tagged `holdout` after the cutoff."""
-    start = dt.datetime.combine(window.first, dt.time(), dt.UTC)  # aware: Spark reads a naive one in local time
-    end = dt.datetime.combine(window.last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    inside = (F.col("event_ts") >= F.lit(start)) & (F.col("event_ts") < end)
+    end = utc_midnight(window.last + dt.timedelta(days=1))
+    inside = (F.col("event_ts") >= F.lit(utc_midnight(window.first))) & (F.col("event_ts") < end)
     return (rows.where(inside | F.col("event_ts").isNull())
             .withColumn("holdout", F.col("event_ts") >= F.lit(window.cutoff())))
 

@@ -36,7 +36,7 @@ from jobs.clickstream.transforms import (
 from jobs.common import config, settings
 from jobs.common.errors import MissingInput
 from jobs.common.keyed_hash import redaction_pattern
-from jobs.common.paths import Lake
+from jobs.common.paths import Lake, utc_midnight
 from jobs.common.run import Output, Run
 from jobs.common.runner import Outcome, new_run_id
 from jobs.common.spark import LakeFS, load_schema, read_raw
@@ -113,7 +113,7 @@ def _run(spark: SparkSession, this: Run, topic: str, full_refresh: bool, optiona
     history = [int(m["counts"]["bronze"]) for m in this.fs.manifests_before(lake, "bronze", TABLE, day,
                                                                              gate_settings.history_days)]
     min_rows, max_rows = gate_settings.bounds(history)
-    window_start = dt.datetime.combine(day, dt.time(), dt.UTC)  # aware: a naive one is read in the driver's zone
+    window_start = utc_midnight(day)
     params = {"event_types": rules.event_types, "window_start": window_start,
               "window_end": window_start + dt.timedelta(days=1), "min_rows": min_rows, "max_rows": max_rows}
     from jobs.common.validation import validate  # GX import is slow: only when validating

@@ -32,6 +32,12 @@ def date_arg(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def utc_midnight(day: dt.date) -> dt.datetime:
+    """The start of `day` in UTC, zone attached: PySpark reads a datetime without one in the driver's local time
+    zone, so a driver off UTC (a laptop running a backfill) would shift every day window built from a date."""
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
 def date_range(first: dt.date, last: dt.date | None = None) -> list[dt.date]:
     """`first` .. `last` inclusive (just `first` without `last`), for backfills in one Spark session."""
     last = last or first

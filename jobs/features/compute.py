@@ -15,13 +15,14 @@ from collections.abc import Callable
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.common.paths import utc_midnight
 from jobs.common.spark import Persisted
 from jobs.features.registry import ENTITIES, PLAY_SOURCES, USER_EVENT_TYPES, Entity, Feature, Scope, is_type
 
 
 def feature_ts(day: dt.date) -> dt.datetime:
     """The end of `day` (exclusive), UTC: what the day's features know about."""
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return utc_midnight(day + dt.timedelta(days=1))
 
 
 def window_events(bronze: DataFrame, day: dt.date) -> DataFrame:
