@@ -155,8 +155,11 @@ class Plan:
 
 def holding(spark: SparkSession, layout: Layout, directory: str, kind: str, keys: DataFrame,
             table: Table) -> DataFrame:
-    """The part of a table (its segments' files) that holds the given keys (a DataFrame with `_key`), if any."""
-    segments = {r[0]: 0 for r in keys.select(layout.segment_of(table)).distinct().collect()}
+    """The part of a table (its segments' files) that holds the given keys (a DataFrame with `_key`), if any.
+
+    A table without rows has no segments: nothing holds any key (`write` places rows the same way)."""
+    segments = ({r[0]: 0 for r in keys.select(layout.segment_of(table)).distinct().collect()}
+                if layout.segments else {})
     return Plan(layout, segments).read(spark, directory, kind)
 
 

@@ -134,3 +134,16 @@ def test_segment_rows_must_be_a_positive_whole_number():
             assert "segment_rows must be a whole number of rows above 0" in str(error)
         else:
             raise AssertionError(f"segment_rows={bad!r} was accepted")
+
+
+def test_a_table_without_rows_merges_night_after_night(spark, tmp_path):
+    """A table whose history is still empty has a layout of no segments (here: a delete of a key never created,
+    and its tombstone); the tombstone is matched against no segment instead of failing the merge."""
+    lake = Lake((tmp_path / "lake").as_uri())
+    orphan = ([pg("d", 100, None, {"id": 5}), None], [None, pg_key(5)])
+    for offset in range(2):
+        land(lake, orphan[0], keys=orphan[1], day=DAY + dt.timedelta(days=offset))
+        report = cdc_merge.run(spark, lake, DAY + dt.timedelta(days=offset), SEGMENTED)
+        assert report["status"] == "published", report
+    assert rows(spark, lake, "current") == [] and rows(spark, lake, "history") == []
+    assert manifest(lake)["layout"]["segments"] == []
