@@ -146,10 +146,14 @@ def _unavailable_columns(json_image: Column) -> Column:
                       F.array().cast("array<string>"))
 
 
-def _change_events(changes: DataFrame, columns: list[tuple[str, str]], origin: str = "batch") -> DataFrame:
+def _change_events(changes: DataFrame, columns: list[tuple[str, str]], placeholders: bool,
+                   origin: str = "batch") -> DataFrame:
+    """`placeholders`: whether any event of the batch carries the TOAST placeholder; only then are the images
+    parsed a second time for the columns that carry it (`resolve_unavailable` reads them)."""
+    unavailable = _unavailable_columns(F.col("after")) if placeholders else None
     return changes.select(*_event(F.col("key"), F.col("op"), F.col("pos"), F.col("source_ts"), F.col("tx_id"),
                                   typed_row(F.col("after"), columns), origin, F.col("tx_order"),
-                                  F.col("kafka_offset"), _unavailable_columns(F.col("after"))))
+                                  F.col("kafka_offset"), unavailable))
 
 
 ORPHAN_COLUMNS = ["_key", "pos", "source_ts", "tx_id"]
@@ -194,9 +198,10 @@ def _truncate_events(truncates: list[dict], keys: DataFrame, columns: list[tuple
         origin))
 
 
-def _snapshot_events(snapshot: Snapshot, columns: list[tuple[str, str]], current: DataFrame | None) -> DataFrame:
+def _snapshot_events(snapshot: Snapshot, columns: list[tuple[str, str]], current: DataFrame | None,
+                     placeholders: bool) -> DataFrame:
     """Snapshot rows as `r` events (ranked before changes at the same position) and deletes for absent keys."""
-    reads = _change_events(snapshot.rows, columns, origin="snapshot")
+    reads = _change_events(snapshot.rows, columns, placeholders, origin="snapshot")
     if current is None:
         return reads
     absent = (current.where(F.col("_pos_from") < position(snapshot.watermark))
@@ -233,9 +238,13 @@ def sequence(events: DataFrame, columns: list[tuple[str, str]] | None = None) ->
     A repeat is the same key, position, op, transaction order and image (a re-delivery): an event at an
     already-seen position with another image is a change of its own, never a duplicate."""
     order = Window.partitionBy("_key").orderBy(*source_order())
-    repeats = Window.partitionBy("_key", "pos", "op", F.coalesce("tx_order", F.lit(-1)),
-                                 F.xxhash64("row")).orderBy("_origin", F.col("_seq").asc_nulls_first())
-    numbered = events.withColumn("_copy", F.row_number().over(repeats))
+    repeats = (Window.partitionBy("_key", "pos", "op", F.coalesce("tx_order", F.lit(-1)), F.xxhash64("row"))
+               .orderBy("_origin", F.col("_seq").asc_nulls_first())
+               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    # a running count, which numbers the copies as row_number() would: on `row_number() == 1` Spark inserts a
+    # group limit (a sort before the shuffle) into that branch only, so the duplicates' branch could not share
+    # its shuffle and every event (the touched keys' history included) was read and shuffled twice
+    numbered = events.withColumn("_copy", F.count(F.lit(1)).over(repeats))
     unique = numbered.where(F.col("_copy") == 1)
     if columns is not None:
         unique = resolve_unavailable(unique, columns)
@@ -287,7 +296,8 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
     data = [n for n, _ in columns]
     keyed = changes.where(F.col("op") != "t")
     batch_truncates = truncates_of(changes)
-    new_events = _change_events(keyed, columns)
+    placeholders = changes.where(F.col("after").contains(UNAVAILABLE)).limit(1).count() > 0
+    new_events = _change_events(keyed, columns, placeholders)
     if batch_truncates:
         # every key with a version open at a truncate's position, also one a later change closed since (a late
         # truncate still closes it first)
@@ -301,7 +311,7 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
             live = live.unionByName(silver.history.where(condition).select("_key"))
         new_events = new_events.unionByName(_truncate_events(batch_truncates, live.distinct(), columns, "batch"))
     if snapshot is not None:
-        new_events = new_events.unionByName(_snapshot_events(snapshot, columns, silver.current))
+        new_events = new_events.unionByName(_snapshot_events(snapshot, columns, silver.current, placeholders))
     touched = new_events.select("_key").distinct()
     earlier = [t for t in silver.truncates if (not watermark or t["pos"] > watermark) and t not in batch_truncates]
     if earlier:  # replayed with the history's origin: they close late keys but are not this batch's changes
@@ -318,8 +328,7 @@ def merge(table: Table, silver: Silver, changes: DataFrame, snapshot: Snapshot |
             kept = kept.where(F.col("pos") > position(watermark))
         events = events.unionByName(_orphan_events(kept.join(touched, "_key", "left_semi"), columns))
         untouched_orphans = kept.join(touched, "_key", "left_anti")
-    needs_resolving = changes.where(F.col("after").contains(UNAVAILABLE)).limit(1).count() > 0
-    sequenced = sequence(events, columns if needs_resolving else None)
+    sequenced = sequence(events, columns if placeholders else None)
     orphans = sequenced.where((F.col("op") == "d") & (F.col("_outcome") == "delete_for_missing_key")).select(
         *ORPHAN_COLUMNS)
     if untouched_orphans is not None:

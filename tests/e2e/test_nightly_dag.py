@@ -231,7 +231,7 @@ def test_ui_triggers_onboard_the_shop_run_the_nightly_on_the_worker_and_a_rerun_
     assert latest == json.loads(s3_object(s3_endpoint, f"ab/dt={DAY}/latest.json"))
 
 
-def test_misspelt_params_are_refused_and_a_scheduled_run_without_data_is_skipped(services):
+def test_misspelt_params_are_refused_and_scheduled_runs_without_data_change_nothing(services):
     api = services.api
     state, states = run_to_end(api, "nightly", {"run_dte": DAY})
     assert state == "failed" and states.pop("resolve_run_date") == "failed"
@@ -246,6 +246,23 @@ def test_misspelt_params_are_refused_and_a_scheduled_run_without_data_is_skipped
                                                                    "input_landed": "success"}
     log = api("GET", f"/dags/nightly/dagRuns/{scheduled[0]['dag_run_id']}/taskInstances/input_landed/logs/1")
     assert "no clickstream under" in json.dumps(log) and "the run is skipped" in json.dumps(log)
+
+    # unpausing `cdc_ingestion` (first test) queued a run for its last 00:30 tick behind the onboarding run: a
+    # night without changes merges nothing and erases no one
+    scheduled = [r for r in api("GET", "/dags/cdc_ingestion/dagRuns")["dag_runs"] if r["run_type"] == "scheduled"]
+    assert scheduled, "the scheduler created no CDC run for the last tick"
+    state, states = wait_for(api, "cdc_ingestion", scheduled[0]["dag_run_id"])
+    assert state == "success" and states["cdc_merge"] == states["privacy_erasure"] == "success", states
+    lake = services.lake
+    quiet = [p for p in storage.list_files(lake.table("reports", "cdc"), "run.json") if f"dt={DAY}" not in p]
+    assert len(quiet) == 1, quiet
+    report = json.loads(storage.read_bytes(quiet[0]))
+    assert report["status"] == "published" and report["tables"] == {} and report["quarantined"] == 0, report
+    onboarded = json.loads(storage.read_bytes(lake.report_file("cdc", as_date(DAY))))["tables"]
+    for table in onboarded:  # the quiet night published none of the tables
+        for kind in ("history", "current"):
+            assert json.loads(storage.read_bytes(Lake.manifest(lake.silver(table, kind))))["run_id"] != report["run_id"]
+    assert not storage.list_files(lake.partition("reports", "privacy", as_date(report["dt"])))
 
 
 def dags_test(env: dict[str, str], **conf) -> tuple[str, dict[str, str]]:
