@@ -21,6 +21,7 @@ import pytest
 
 from demo import cli as demo_cli
 from demo import shop as demo_oltp
+from jobs.cdc import layout as cdc_layout
 from jobs.common import storage
 from jobs.common.paths import Lake, as_date
 from tests.airflow_env import REPO, airflow, embedded_env
@@ -260,7 +261,7 @@ def test_misspelt_params_are_refused_and_scheduled_runs_without_data_change_noth
     assert report["status"] == "published" and report["tables"] == {} and report["quarantined"] == 0, report
     onboarded = json.loads(storage.read_bytes(lake.report_file("cdc", as_date(DAY))))["tables"]
     for table in onboarded:  # the quiet night published none of the tables
-        for kind in ("history", "current"):
+        for kind in cdc_layout.KINDS:
             assert json.loads(storage.read_bytes(Lake.manifest(lake.silver(table, kind))))["run_id"] != report["run_id"]
     assert not storage.list_files(lake.partition("reports", "privacy", as_date(report["dt"])))
 
