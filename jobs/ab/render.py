@@ -8,6 +8,7 @@ it opens from S3, a mail attachment or the lake alike. The template is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from jobs.ab import charts
 from jobs.common import config
+
+
+def thinned(values: Sequence[Any], at_most: int) -> list[Any]:
+    """Every k-th value from the first, k the smallest step that leaves at most `at_most` labels on an axis."""
+    return list(values[::max(1, math.ceil(len(values) / at_most))])
 
 
 def lift_plot(history: pd.DataFrame, experiment_id: str) -> str | None:
@@ -28,9 +34,7 @@ def lift_plot(history: pd.DataFrame, experiment_id: str) -> str | None:
     days = pd.to_datetime(rows["report_date"])
     first = days.min()
     offset = (days - first).dt.days.to_numpy(float)
-    span = int(offset.max())
-    step = max(1, math.ceil((span + 1) / 8))
-    ticks = [(d, f"{first + pd.Timedelta(days=d):%b %d}") for d in range(0, span + 1, step)]
+    ticks = [(d, f"{first + pd.Timedelta(days=d):%b %d}") for d in thinned(range(int(offset.max()) + 1), 8)]
     series = []
     for variant, group in rows.assign(offset=offset).groupby("variant"):
         series.append(charts.Series(str(variant), group["offset"].tolist(), (group["relative_lift"] * 100).tolist(),
@@ -54,11 +58,9 @@ def novelty_plot(novelty: dict[str, Any]) -> str | None:
                  if trend.get("status") in ("ok", "flagged") else "")
         series.append(charts.Series(f"{variant}{slope}", group["day"].astype(float).tolist(),
                                     (group["relative_lift"] * 100).tolist()))
-    days = sorted(points["day"].unique())
-    step = max(1, math.ceil(len(days) / 10))
     return charts.line_chart(series, f"{novelty['metric']}: lift by exposure age (novelty check)",
                              y_label="relative lift, %", x_label="days since first exposure",
-                             x_ticks=[(float(d), str(d)) for d in days[::step]])
+                             x_ticks=[(float(d), str(d)) for d in thinned(sorted(points["day"].unique()), 10)])
 
 
 def posterior_plot(bayes: dict[str, Any]) -> str | None:

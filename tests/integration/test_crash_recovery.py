@@ -9,12 +9,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from demo import cli as demo_cli
 from jobs.common.paths import Lake
 from tests.airflow_env import REPO
+from tests.mid_write import wait_until_writing
 
 DAY = dt.date(2026, 11, 20)
 JOB = str(REPO / "jobs" / "clickstream_bronze.py")
@@ -34,10 +34,6 @@ def journals(root: Path) -> list[dict]:
         except (OSError, json.JSONDecodeError):  # being replaced right now
             pass
     return found
-
-
-def staged_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if "_staging" in p.parts and p.is_file()]
 
 
 def rows(spark, lake: Lake) -> list[tuple]:
@@ -63,11 +59,7 @@ def test_spark_submit_killed_mid_write_then_rerun_equals_an_uninterrupted_run(tm
     assert submit(clean).wait(600) == 0
 
     job = submit(killed)
-    deadline = time.monotonic() + 300
-    while not staged_files(killed_root):  # Spark is writing the day's part files now
-        assert job.poll() is None, "the job finished before it could be killed"
-        assert time.monotonic() < deadline, "the job never started writing"
-        time.sleep(0.05)
+    wait_until_writing(killed_root, running=lambda: job.poll() is None)  # Spark is writing the day's part files
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(60)
     assert any(j["state"] == "staging" for j in journals(killed_root))  # killed inside the commit

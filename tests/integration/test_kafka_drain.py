@@ -6,14 +6,24 @@ import datetime as dt
 import itertools
 import json
 
+import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pyspark.sql import functions as F
 
+from demo import clickstream as gen
+from demo import kafka as demo_kafka
+from demo import settings as demo_settings
+from demo import shop as demo_oltp
 from jobs import kafka_drain as drain_cli
+from jobs.cdc import merge as cdc_merge
+from jobs.cdc import settings as cdc_settings
+from jobs.cdc import snapshot as cdc_snapshot
+from jobs.clickstream import transforms as job
 from jobs.common import storage
 from jobs.common.paths import Lake
+from jobs.common.spark import load_schema, read_raw
 from jobs.ingest import kafka as kafka_drain
 from tests.integration.conftest import free_port
 
@@ -102,9 +112,6 @@ class CrashBeforeCommit(Exception):
 
 def test_crash_between_write_and_commit_loses_nothing_and_counts_once(kafka_broker, lake, spark,
                                                                       monkeypatch):
-    from jobs.clickstream import transforms as job
-    from jobs.common.spark import load_schema, read_raw
-
     topic = new_topic(kafka_broker, partitions=1)
     now = dt.datetime.now(dt.UTC).isoformat()  # Kafka stamps records now: keep events on time
     event = {"event_type": "click", "event_ts": now, "user_id": "u", "consent": True}
@@ -136,10 +143,6 @@ def test_crash_between_write_and_commit_loses_nothing_and_counts_once(kafka_brok
 
 
 def test_generator_to_kafka_to_raw_round_trip(kafka_broker, lake):
-    from demo import clickstream as gen
-    from demo import kafka as demo_kafka
-    from demo import settings as demo_settings
-
     topic = new_topic(kafka_broker, partitions=4)
     population = gen.Population(gen.Scale(events_per_day=3_000, users=300, items=100), 1, demo_settings.load())
     records = gen.generate_day(population, dt.date(2026, 11, 20), 3_000, 1, topic)
@@ -152,15 +155,6 @@ def test_generator_to_kafka_to_raw_round_trip(kafka_broker, lake):
 def test_cdc_topics_drained_by_prefix_then_snapshot_plus_merge_equals_the_database(kafka_broker, lake, spark):
     """Debezium-shaped events of the demo shop through a real broker: every cdc.* topic is drained (the
     unconfigured one too), and the dump's snapshot plus the merged day equals the database at the end."""
-    import numpy as np
-
-    from demo import kafka as demo_kafka
-    from demo import settings as demo_settings
-    from demo import shop as demo_oltp
-    from jobs.cdc import merge as cdc_merge
-    from jobs.cdc import settings as cdc_settings
-    from jobs.cdc import snapshot as cdc_snapshot
-
     day = dt.date(2026, 11, 20)
     shop = demo_oltp.initial_shop([f"u{i:07d}" for i in range(300)], np.full(40, 9.99), ["jazz", "rock"],
                                   demo_settings.load().shop, 5, day)

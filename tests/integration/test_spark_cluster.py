@@ -32,6 +32,7 @@ from demo.shop import snapshot_options
 from jobs.als import settings as als_settings
 from jobs.common import runner, storage
 from jobs.common.paths import Lake
+from tests.mid_write import wait_until_writing
 from tests.spark_cluster import Cluster, free_port
 
 FIRST, LAST = dt.date(2026, 11, 17), dt.date(2026, 11, 20)  # ALS holds out the last days: it needs 4
@@ -155,11 +156,7 @@ def kill_the_driver_mid_write(op: SparkJobOperator, root: Path) -> None:
 
     submitting = threading.Thread(target=submit)
     submitting.start()
-    deadline = time.monotonic() + 300
-    while not [p for p in root.rglob("*.parquet") if "_staging" in p.parts]:  # the executors are writing
-        assert submitting.is_alive(), "the job finished before it could be killed"
-        assert time.monotonic() < deadline, "the job never started writing"
-        time.sleep(0.05)
+    wait_until_writing(root, running=submitting.is_alive)  # the executors are writing
     driver = psutil.Process(op._hook._submit_sp.pid)
     for proc in [*driver.children(recursive=True), driver]:
         proc.kill()

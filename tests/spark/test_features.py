@@ -17,6 +17,7 @@ from jobs import features_daily, training_set
 from jobs.common import storage
 from jobs.common.errors import MissingInput
 from jobs.common.paths import Lake
+from jobs.common.spark import Persisted
 from jobs.features import compute, daily
 from jobs.features.registry import ENTITIES, Scope, registry
 from jobs.features.settings import load
@@ -122,7 +123,6 @@ def test_user_and_item_features_equal_the_reference(spark, drawn_events, drawn_v
     users_frame, window = spark_features(spark, events, subscriptions, users)
     assert users_frame.columns == ["user_id", *[f.name for f in ENTITIES["user"].features(FEATURES)], "feature_ts"]
     assert_same(by_key(users_frame, "user_id"), reference.user_features(events, subscriptions, users, D, SETTINGS))
-    from jobs.common.spark import Persisted
     kept = Persisted()
     try:
         items = compute.item_day(window, FEATURES, Scope(D, SETTINGS), kept)
@@ -333,7 +333,6 @@ def day_alone(spark, lake: Lake, day: dt.date) -> dict:
     events = compute.window_events(bronze, day)
     state = compute.user_state(spark.read.parquet(lake.silver("subscriptions", "history")),
                                spark.read.parquet(lake.silver("users", "history")), day)
-    from jobs.common.spark import Persisted
     kept = Persisted()
     items = compute.item_day(events, FEATURES, Scope(day, SETTINGS), kept).localCheckpoint()
     kept.release()

@@ -29,6 +29,15 @@ def test_probabilities_are_never_rounded_to_certainty(value, shown):
     assert render.probability(value) == shown
 
 
+@pytest.mark.parametrize(("count", "at_most", "shown"), [
+    (5, 8, [0, 1, 2, 3, 4]), (8, 8, list(range(8))), (9, 8, [0, 2, 4, 6, 8]), (31, 8, [0, 4, 8, 12, 16, 20, 24, 28]),
+    (1, 10, [0]), (0, 10, []),
+])
+def test_axis_labels_are_thinned_to_at_most_the_limit_from_the_first(count, at_most, shown):
+    assert render.thinned(range(count), at_most) == shown
+    assert render.thinned(list(range(count)), at_most) == shown
+
+
 def report(srm: bool = False) -> dict:
     treatment = (25_500, 2_600) if srm else (30_000, 3_600)
     rows = arm_rows("exp_checkout_button", "control", 30_000, 3_000) + arm_rows(
