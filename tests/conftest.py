@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -143,6 +144,9 @@ def spark() -> Iterator:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+    # py4j logs each gateway connection it closes at interpreter exit, after pytest closed the captured stdout that
+    # Airflow's log handler (installed by `import airflow`) still writes to: a "Logging error" traceback per process
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(autouse=True)
