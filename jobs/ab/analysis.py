@@ -151,8 +151,9 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
                            "relative_ci": (z_lift.relative_ci, t_lift.relative_ci)}.items():
         frame[f"{name}_low"] = np.where(ok, np.where(is_cont, ts[0], zs[0]), np.nan)
         frame[f"{name}_high"] = np.where(ok, np.where(is_cont, ts[1], zs[1]), np.nan)
+    no_scale = stats.is_zero_scale(control.mean)
     frame["relative_reason"] = np.where(~ok, frame["reason"],
-                                        np.where(control.mean == 0, "control mean is 0: relative lift undefined", ""))
+                                        np.where(no_scale, "control mean is 0: relative lift undefined", ""))
     frame.loc[frame["relative_reason"] != "", ["relative_ci_low", "relative_ci_high"]] = np.nan
     # H0: treatment / control = 1 by the delta method (z), beside the test of the difference
     frame["relative_p_value"] = np.where(frame["relative_reason"] == "", stats.p_value(
@@ -161,7 +162,7 @@ def _compare(counts: pd.DataFrame, experiments: list[Experiment], settings: Sett
     var_diff = control.var_of_mean + treatment.var_of_mean
     seq = stats.msprt(z_lift.absolute, var_diff, (frame["mde"].to_numpy(float) * control.mean) ** 2,
                       alpha)
-    seq_ok = ok & (control.mean != 0)
+    seq_ok = ok & ~no_scale
     frame["seq_p_value"] = np.where(seq_ok, seq.p_value, np.nan)
     frame["seq_ci_low"], frame["seq_ci_high"] = (np.where(seq_ok, b, np.nan) for b in seq.ci)
     frame["seq_reason"] = np.where(ok, np.where(seq_ok, "", "control mean is 0: the mixing scale (mde x control "
@@ -223,7 +224,7 @@ def _add_margin_tests(frame: pd.DataFrame, normal_ok: np.ndarray, diff: np.ndarr
     t_tests = stats.margin_tests(diff, se, bound, harm, df_cont)
     has, is_cont = ~np.isnan(margin), frame["kind"].to_numpy() == "continuous"
     frame["margin_reason"] = np.select(
-        [~has, (frame["reason"] != "").to_numpy(), ~normal_ok, control_scale == 0],
+        [~has, (frame["reason"] != "").to_numpy(), ~normal_ok, stats.is_zero_scale(control_scale)],
         ["", frame["reason"], "not with few users or conversions: it relies on the normal approximation",
          "control mean is 0: a relative margin has no scale"], "")
     usable = has & (frame["margin_reason"] == "").to_numpy()
@@ -329,7 +330,7 @@ def _gaussian_effect(arms: list[stats.Arm], names: list[str], higher_is_better: 
     """GrowthBook's Bayesian view of each treatment against control (a different model: see stats.gaussian_effect)."""
     out = []
     for variant, arm in zip(names[1:], arms[1:], strict=True):
-        if arms[0].mean == 0:
+        if stats.is_zero_scale(arms[0].mean):
             out.append({"variant": variant, "status": "not_computable",
                         "reason": "control mean is 0: the relative lift is undefined"})
             continue
@@ -469,7 +470,7 @@ def power_view(exp: Experiment, comps: list[dict[str, Any]], days_running: int) 
     out: list[dict[str, Any]] = []
     for r in (c for c in comps if c["metric"] == exp.primary.metric.name):
         base = r["control_mean"]
-        if not np.isfinite(base) or base == 0 or r["count_c"] < 2:
+        if not np.isfinite(base) or stats.is_zero_scale(base) or r["count_c"] < 2:
             out.append({"variant": r["variant"], "status": "not_computable",
                         "reason": "control mean is 0 or undefined: a relative MDE has no scale"})
             continue
@@ -485,6 +486,11 @@ def power_view(exp: Experiment, comps: list[dict[str, Any]], days_running: int) 
             control = {k[:-2]: v for k, v in r.items() if k.endswith("_c")}
             var_c = var_t = float(_arm(r["kind"], control).variance)
         required = stats.required_n_per_arm(var_c, var_t, delta, exp.alpha, exp.power, r["alternative"])
+        if not np.isfinite(required):  # (mde x mean)^2 underflows (a tiny mde of a tiny mean) or the variance overflows
+            out.append({"variant": r["variant"], "status": "not_computable",
+                        "reason": f"control mean {base:.3g} is too near 0 for a relative MDE: the sample size "
+                                  "does not fit in a float"})
+            continue
         arm_c = stats.Arm(np.float64(r["count_c"]), np.float64(base), np.float64(var_c))
         arm_t = stats.Arm(np.float64(max(r["count_t"], 1)), np.float64(base), np.float64(var_t))
         mde_now = stats.minimum_detectable_effect(arm_c, arm_t, exp.alpha, exp.power, r["alternative"])

@@ -43,6 +43,9 @@ UNREGISTERED = "(unregistered)"
 GROUPS = {"denominator": RATIO_SUMS, "covariate": COVARIATE_SUMS}
 #: Relative slack for sums that rounding may leave a hair outside what is possible (a variance of -1e-16).
 ROUNDING = 1e-9
+#: Absolute slack per pair of users for sums of values so small that their squares fall below the normal doubles
+#: (a revenue of 1e-164 squares to 0): each square is off by up to this, so no check can tell such sums apart.
+UNDERFLOW = float(np.finfo(float).smallest_subnormal)
 
 
 class CountsError(PipelineError, ValueError):
@@ -144,7 +147,7 @@ def _check_values(frame: pd.DataFrame, rows: _Rows, kinds: dict[str, str]) -> No
         _refuse_first(frame[squares] < 0, rows, squares, "a sum of squares cannot be negative")
         # Cauchy-Schwarz: n * sum(y^2) >= sum(y)^2, i.e. a variance >= 0
         spread = n * frame[squares] - frame[total] ** 2
-        _refuse_first(spread < -ROUNDING * (n * frame[squares]).abs(), rows, squares,
+        _refuse_first(spread < -(ROUNDING * (n * frame[squares]).abs() + (n * n + 1) * UNDERFLOW), rows, squares,
                       lambda i, t=total, q=squares: f"{frame.at[i, q]:.6g} is below {t}^2 / count = "
                       f"{frame.at[i, t] ** 2 / frame.at[i, 'count']:.6g}: no set of values has these sums")
     for total, squares, product in (("denominator_sum", "denominator_sum_squares", "main_denominator_sum_product"),

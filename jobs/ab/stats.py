@@ -23,11 +23,22 @@ ArrayLike = np.ndarray | float
 
 
 def divide(num: ArrayLike, den: ArrayLike) -> np.ndarray:
-    """num / den with NaN (not inf, not a warning) where den is 0 or NaN."""
+    """num / den with NaN (not inf, not a warning) where den is 0 or NaN, or so near 0 that a finite num over it
+    overflows (a control mean of 5e-324 is as undefined a base for a relative lift as 0)."""
     num, den = np.asarray(num, float), np.asarray(den, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = num / den
-    return np.where((den == 0) | np.isnan(den), np.nan, out)
+    return np.where((den == 0) | np.isnan(den) | (np.isinf(out) & np.isfinite(num)), np.nan, out)
+
+
+#: |control mean| below which relative figures have no scale in doubles: treatment / control overflows and
+#: (mde x control mean)^2 underflows to 0 (the square root of the smallest normal double, ~1.5e-154).
+NO_RELATIVE_SCALE = float(np.sqrt(np.finfo(float).tiny))
+
+
+def is_zero_scale(mean: ArrayLike) -> np.ndarray:
+    """Whether a control mean is 0 for every relative figure: the lift, the MDE, the sequential mixing scale."""
+    return np.abs(np.asarray(mean, float)) < NO_RELATIVE_SCALE
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
@@ -319,13 +319,17 @@ def test_cli_turns_a_counts_csv_into_report_json(tmp_path, capsys):
     assert "counts are missing column(s) ['main_sum']" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arms=st.lists(st.tuples(st.sampled_from(["control", "treatment", "other"]),
                                st.integers(0, 5000), st.floats(0, 1), st.floats(0, 50)),
                      min_size=0, max_size=4))
+@example(arms=[("control", 1, 0.0, 5e-324), ("treatment", 1, 0.0, 0.0)])  # found by a CI run: an overflow warning
+@example(arms=[("control", 71, 0.0, 2.3880186632205687e-164)])  # found by a seed: tiny sums refused as impossible
 def test_any_counts_give_a_valid_report_and_never_a_meaningless_pvalue(arms):
     """Random arms (empty, tiny, 0% / 100%, unregistered, duplicated variant rows): the report is
-    always built, schema-valid, strict JSON, and every missing statistic has a reason instead."""
+    always built, schema-valid, strict JSON, every missing statistic has a reason instead, and no
+    arithmetic warns (an overflow or a 0/0 is caught and given its reason, not left to numpy)."""
     rows = []
     for variant, n, rate, mean in arms:
         conversions = float(round(n * rate))
@@ -341,6 +345,31 @@ def test_any_counts_give_a_valid_report_and_never_a_meaningless_pvalue(arms):
     for c in comparisons(entry):
         if c["status"] == "ok":
             assert 0 <= c["p_value"] <= 1 and c["absolute_ci"][0] <= c["absolute_lift"] <= c["absolute_ci"][1]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_control_mean_that_is_0_to_float_precision_is_reported_as_0_not_as_an_overflow():
+    """A continuous primary metric whose control mean is 3e-323: treatment / control overflows and (mde x mean)^2
+    underflows. The report says what it says for a mean of exactly 0 (the power view used to fail the job)."""
+    raw = one_experiment(primary_metric={"metric": "revenue_per_user", "direction": "increase"},
+                         secondary_metrics=[{"metric": "revenue_per_purchase", "direction": "any"}])
+    exp = raw["experiments"][0]["id"]
+
+    def relative_figures(control_scale: float) -> tuple:
+        control = arm_rows(exp, "control", 500, 50)
+        for row in control:
+            if row["metric"] == "revenue_per_user":
+                row["main_sum"] *= control_scale
+                row["main_sum_squares"] *= control_scale**2
+        entry = report_for(raw, control + arm_rows(exp, "treatment", 500, 50))["experiments"][0]
+        c = next(c for m in entry["metrics"] if m["metric"] == "revenue_per_user" for c in m["comparisons"])
+        return (c["status"], c["relative_lift"], c["relative_reason"], c["sequential"], entry["power"]["arms"],
+                entry["verdict"]["decision"])
+
+    tiny, zero = relative_figures(1e-323), relative_figures(0.0)
+    assert tiny == zero
+    assert tiny[2] == "control mean is 0: relative lift undefined" and tiny[3]["status"] == "not_computable"
+    assert tiny[4][0]["status"] == "not_computable"
 
 
 def test_an_srm_check_on_a_handful_of_users_uses_the_exact_binomial_test():

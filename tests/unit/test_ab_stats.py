@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import special
@@ -326,3 +328,12 @@ def test_gaussian_effect_view_matches_growthbooks_published_results(control, tre
     mirrored = stats.gaussian_effect(control, treatment, False, mean, sd)  # lower is better: the same lift, flipped
     assert mirrored.prob_beats_control == pytest.approx(1 - post.prob_beats_control)
     assert (mirrored.risk_treatment, mirrored.risk_control) == pytest.approx((post.risk_control, post.risk_treatment))
+
+
+def test_a_quotient_that_overflows_is_undefined_like_a_division_by_zero_and_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(stats.divide(1.0, 5e-324)) and np.isnan(stats.divide(1.0, 0.0))
+        assert np.isnan(stats.divide(np.array([1e300]), np.array([1e-10])))[0]
+        assert stats.divide(3.0, 1e-300) == pytest.approx(3e300) and stats.divide(-1.0, 2.0) == -0.5
+    assert stats.is_zero_scale([0.0, -1e-160, 5e-324]).all() and not stats.is_zero_scale([1e-150, np.nan]).any()
