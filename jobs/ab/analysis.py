@@ -300,8 +300,7 @@ def bayesian(exp: Experiment, by_variant: dict[str, dict[str, Any]], settings: S
     post = stats.posterior(arms, kind == "proportion", use.direction != "decrease", settings.prior_alpha,
                            settings.prior_beta)
     control_mean = float(arms[0].mean)
-    scale = abs(control_mean) if control_mean else float("nan")
-    loss_rel = post.expected_loss / scale
+    loss_rel = stats.divide(post.expected_loss, np.nan if stats.is_zero_scale(control_mean) else abs(control_mean))
     safe = [names[i] for i in range(len(names)) if loss_rel[i] < settings.expected_loss_threshold]
     leader = names[int(post.prob_best.argmax())]
     extra = {"gaussian_effect": _gaussian_effect(arms, names, use.direction != "decrease", settings)} if (
