@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.common import artifact, config, settings
+from jobs.common import artifact, catalog, config
 
 
 def timed(command: list[str], env: dict[str, str], log: Path) -> float:
@@ -26,9 +26,9 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> float:
 
 def spark_submit(job: str, args: list[str], env: dict[str, str], log: Path,
                  conf: dict[str, str] | None = None, script: Path | None = None) -> float:
-    """`jobs/<job>.py` (or a benchmark's `script` wrapping a job) by spark-submit with `pipeline.yaml`'s
-    `spark_conf` (and `conf` on top); the wall seconds."""
-    merged = {**settings.pipeline().spark_conf, **(conf or {})}
+    """`jobs/<job>.py` (or a benchmark's `script` wrapping a job) by spark-submit with the conf the DAG submits
+    (`catalog.submit_conf`: `pipeline.yaml`'s `spark_conf`, the pinned jars; `conf` on top); the wall seconds."""
+    merged = {**catalog.submit_conf(), **(conf or {})}
     options = [a for key, value in merged.items() for a in ("--conf", f"{key}={value}")]
     return timed(["spark-submit", *options, "--py-files", str(artifact.build()),
                   str(script or config.JOBS_DIR / f"{job}.py"), *args], env, log)
@@ -47,12 +47,12 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def pipeline_session(app: str, master: str = "local[*]") -> Any:
-    """An in-process SparkSession with `pipeline.yaml`'s `spark_conf` (the conf the DAG submits with; the driver's
-    memory is the caller's, set before the JVM starts), no UI, Spark's log at ERROR."""
+    """An in-process SparkSession with the conf the DAG submits with (`catalog.submit_conf`; the driver's memory is
+    the caller's, set before the JVM starts), no UI, Spark's log at ERROR."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
-    for key, value in settings.pipeline().spark_conf.items():
+    for key, value in catalog.submit_conf().items():
         if key != "spark.driver.memory":
             builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -28,8 +28,6 @@ from pipeline_airflow.spark import spark_job
 from pipeline_airflow.tasks.cdc import snapshot_requested, summarise_cdc
 from pipeline_airflow.tasks.ingest import drain_cdc
 
-from jobs.common import config
-
 with DAG(
     dag_id="cdc_ingestion",
     schedule=CronTriggerTimetable("30 0 * * *", timezone="UTC"),
@@ -64,7 +62,6 @@ with DAG(
                  "--watermark-lsn": "{{ params.snapshot_watermark_lsn }}",
                  "--watermark-binlog": "{{ params.snapshot_watermark_binlog }}",
                  "--taken-at": "{{ params.snapshot_taken_at }}"},
-        jars=config.jdbc_driver_jar(),
         jdbc_conn_id=OLTP_CONN_ID,  # JDBC URL, user and password from the connection, at run time
     )
     merge = spark_job(

@@ -3,6 +3,8 @@
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export VENV="${VENV:-$REPO/.venv}"
 export PATH="$VENV/bin:$PATH"
+# The pinned JVM jars (jvm/pom.xml), fetched by set-up; every spark-submit passes them
+export PIPELINE_JARS_DIR="${PIPELINE_JARS_DIR:-$REPO/.jars}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
 export PIPELINE_LAKE_ROOT="${PIPELINE_LAKE_ROOT:-file://$REPO/lake}"
 export PIPELINE_CLICKSTREAM_SOURCE="${PIPELINE_CLICKSTREAM_SOURCE:-raw}"

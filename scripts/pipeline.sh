@@ -9,7 +9,7 @@ setup() {
   command -v java >/dev/null 2>&1 || packages+=(openjdk-17-jre-headless)  # Spark
   { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q libopenblas.so.0 || packages+=(libopenblas0)  # BLAS, ALS
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)  # CDC snapshot tests
-  [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)          # Spark JDBC driver
+  command -v mvn >/dev/null 2>&1 || packages+=(maven)  # fetches the pinned JVM jars (jvm/pom.xml)
   command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)  # Celery broker (distributed-workers tests)
   command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)  # validates docker-compose.yaml (tests)
   if [ "${#packages[@]}" -gt 0 ]; then
@@ -28,6 +28,18 @@ setup() {
     "$VENV/bin/pip" install -q --no-deps -e "$REPO"
     touch "$stamp"
   fi
+  fetch_jars
+}
+
+fetch_jars() {  # the pinned JVM jars (jvm/pom.xml) into $PIPELINE_JARS_DIR, checked against jvm/jars.sha256
+  mkdir -p "$PIPELINE_JARS_DIR"
+  if ! (cd "$PIPELINE_JARS_DIR" && sha256sum --quiet -c "$REPO/jvm/jars.sha256" >/dev/null 2>&1); then
+    echo "== fetching the pinned JVM jars (jvm/pom.xml) into $PIPELINE_JARS_DIR"
+    mvn -q -B -C -f "$REPO/jvm/pom.xml" dependency:copy-dependencies -DexcludeTransitive=true \
+      -DoutputDirectory="$PIPELINE_JARS_DIR"
+    (cd "$PIPELINE_JARS_DIR" && sha256sum --quiet -c "$REPO/jvm/jars.sha256") \
+      || { echo "a fetched jar does not match jvm/jars.sha256" >&2; exit 1; }
+  fi
 }
 
 airflow_db() {
@@ -35,10 +47,9 @@ airflow_db() {
   airflow pools set kafka_drain 1 "serialises Kafka drains" >/dev/null
 }
 
-spark_submit() {  # a job by hand, as the DAG submits it: the Spark conf of include/pipeline.yaml, the code artifact
+spark_submit() {  # a job by hand, as the DAG submits it: pipeline.yaml's Spark conf, the pinned jars, the code artifact
   local conf
-  conf=$(python -c 'from jobs.common import settings
-print(" ".join(f"--conf {k}={v}" for k, v in settings.pipeline().spark_conf.items()))')
+  conf=$(python -m jobs.common.catalog)
   # shellcheck disable=SC2086
   spark-submit $conf --py-files "$(python -m jobs.common.artifact)" "$@"
 }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from jobs.common import config
+from jobs.common import catalog, config
 from jobs.common.paths import Lake
 from jobs.ingest.raw_zone import RawRecord
 
@@ -140,7 +140,8 @@ def spark() -> Iterator:
     builder = SparkSession.builder.master("local[2]").appName("tests")
     for key, value in {**SESSION_CONF, **SMALL_QUERY_CONF}.items():
         builder = builder.config(key, value)
-    session = builder.config("spark.jars", config.jdbc_driver_jar()).getOrCreate()  # JDBC: the snapshot tests
+    session = builder.config("spark.jars", ",".join(config.spark_jars())).config(
+        "spark.sql.extensions", catalog.EXTENSIONS).getOrCreate()  # Iceberg, the JDBC drivers: as spark-submit
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -1,28 +1,33 @@
 """Where the A/B results live in the lake, and how a night's results are published.
 
-    gold/ab/counts/dt=D/counts.parquet, diagnostics.parquet   the Spark aggregation (interchange format)
-    gold/ab/history/dt=D/history.parquet                      one row per experiment x metric x arm
-    reports/ab/dt=D/report.json, report.html, _manifest.json  what people read
+    lake.gold.ab_counts, lake.gold.ab_diagnostics   Iceberg tables by report_date: the Spark aggregation
+                                                    (the counts interchange format, `jobs/ab/counts.py`)
+    lake.gold.ab_history                            Iceberg table by report_date: one row per experiment x
+                                                    metric x arm, for the trend charts and the always-valid p
+    reports/ab/dt=D/report.json, report.html, _manifest.json  what people read (files)
 
-Each directory is written aside and swapped in (`Run.publish`), the report last, so a
-crash leaves the previous night's outputs, never half of tonight's. A run for a subset of
-experiments replaces only their rows and entries and keeps the others of that date.
+Each table's night is replaced in one Iceberg commit (`tables.replace_where`), then the report files are swapped
+in (`Run.publish`), so a reader never sees half of a night. A crash between the commits leaves some tables with
+tonight's rows beside last night's report until the retry replaces them again (a rerun gives the same rows). A run
+for a subset of experiments replaces only their rows and entries and keeps the others of that date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from pyspark.sql import SparkSession
 
 from jobs.ab import STAGE, render
-from jobs.common import storage
+from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, KEYS
+from jobs.common import tables
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
+from jobs.common.storage import read_bytes, write_atomic
 
 HISTORY_COLUMNS = [
     "report_date", "experiment_id", "metric", "role", "variant", "users_control", "users_treatment",
@@ -30,6 +35,21 @@ HISTORY_COLUMNS = [
     "relative_ci_low", "relative_ci_high", "ci_level", "p_value", "p_value_adjusted", "seq_p_value",
     "seq_ci_low", "seq_ci_high", "srm_p_value", "decision",
 ]
+
+
+TEXT_HISTORY_COLUMNS = ("report_date", "experiment_id", "metric", "role", "variant", "decision")
+
+
+def _columns(names: list[str], text: tuple[str, ...] | list[str]) -> str:
+    """Spark DDL of the night's date and the `names` columns: the `text` ones strings, the rest numbers."""
+    return ", ".join(["report_date DATE", *(f"`{n}` {'STRING' if n in text else 'DOUBLE'}"
+                                           for n in names if n != "report_date")])
+
+
+COUNTS = tables.TableSpec("gold", "ab_counts", _columns(COLUMNS, KEYS), ("report_date",))
+DIAGNOSTICS = tables.TableSpec("gold", "ab_diagnostics", _columns(DIAGNOSTIC_COLUMNS, ["experiment_id", "kind",
+                                                                                       "other"]), ("report_date",))
+HISTORY = tables.TableSpec("gold", "ab_history", _columns(HISTORY_COLUMNS, TEXT_HISTORY_COLUMNS), ("report_date",))
 
 
 def history_rows(report: dict[str, Any]) -> pd.DataFrame:
@@ -53,32 +73,38 @@ def history_rows(report: dict[str, Any]) -> pd.DataFrame:
                     "decision": exp["verdict"]["decision"],
                 })
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    numeric = [c for c in HISTORY_COLUMNS if c not in ("report_date", "experiment_id", "metric", "role", "variant",
-                                                       "decision")]
+    numeric = [c for c in HISTORY_COLUMNS if c not in TEXT_HISTORY_COLUMNS]
     frame[numeric] = frame[numeric].astype(float)
     return frame
 
 
-def read_history(lake: Lake) -> pd.DataFrame:
+def _read(spark: SparkSession, lake: Lake, spec: tables.TableSpec, columns: list[str],
+          day: dt.date | None = None) -> pd.DataFrame:
+    """A table's rows as pandas (all nights, or `day`'s without its date), `report_date` as `YYYY-MM-DD` text."""
+    table = spark.table(tables.ensure(spark, lake, spec))
+    if day is not None:
+        table = table.where(tables.on_day("report_date", day)).drop("report_date")
+    frame = table.toPandas()
+    if "report_date" in frame.columns:
+        frame["report_date"] = frame["report_date"].map(lambda d: d.isoformat())
+    return frame.reindex(columns=columns)
+
+
+def read_history(spark: SparkSession, lake: Lake) -> pd.DataFrame:
     """Every published night's history rows (small: experiments x metrics x arms x nights)."""
-    files = storage.list_files(lake.table("gold", "ab/history"), ".parquet")
-    files = [f for f in files if "/_" not in f.split("/gold/ab/history", 1)[-1]]
-    if not files:
-        return pd.DataFrame(columns=HISTORY_COLUMNS)
-    return pd.concat([_read_parquet(f, HISTORY_COLUMNS) for f in files], ignore_index=True)
+    return _read(spark, lake, HISTORY, HISTORY_COLUMNS)
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
-def _read_parquet(uri: str, columns: list[str]) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(io.BytesIO(storage.read_bytes(uri)))
-    except FileNotFoundError:
-        return pd.DataFrame(columns=columns)
+def _replace_night(spark: SparkSession, this: Run, spec: tables.TableSpec, frame: pd.DataFrame) -> int:
+    """`frame` becomes the table's rows of the night, in one commit; the snapshot id."""
+    table = tables.ensure(spark, this.lake, spec)
+    schema = spark.table(table).schema
+    rows = frame.assign(report_date=this.day).reindex(columns=schema.names)
+    numeric = [f.name for f in schema.fields if f.dataType.typeName() == "double"]
+    values = rows[numeric].astype(float)
+    rows[numeric] = values.astype(object).where(values.notna(), None)  # no value is null, not NaN, for every reader
+    written = spark.createDataFrame(rows, schema=schema)
+    return tables.replace_where(written, table, tables.on_day("report_date", this.day), this.run_id)
 
 
 def _keep_others(existing: pd.DataFrame, new: pd.DataFrame, ids: set[str]) -> pd.DataFrame:
@@ -95,52 +121,46 @@ class Night:
     diagnostics: pd.DataFrame
 
 
-def merge_subset(lake: Lake, day: dt.date, night: Night) -> Night:
+def merge_subset(spark: SparkSession, lake: Lake, day: dt.date, night: Night) -> Night:
     """For a run on some experiments: tonight's published rows of the other experiments stay."""
     ids = {e["id"] for e in night.report["experiments"]}
     try:
-        old = json.loads(storage.read_bytes(lake.report_file(STAGE, day, "report.json")))
+        old = json.loads(read_bytes(lake.report_file(STAGE, day, "report.json")))
         others = [e for e in old["experiments"] if e["id"] not in ids]
         report = {**night.report, "experiments": sorted(others + night.report["experiments"], key=lambda e: e["id"])}
     except FileNotFoundError:
         report = night.report
-    counts_dir = lake.partition("gold", "ab/counts", day)
-    counts = _keep_others(_read_parquet(f"{counts_dir}/counts.parquet", list(night.counts.columns)), night.counts, ids)
-    diag = _keep_others(_read_parquet(f"{counts_dir}/diagnostics.parquet", list(night.diagnostics.columns)),
-                        night.diagnostics, ids)
+    counts = _keep_others(_read(spark, lake, COUNTS, COLUMNS, day), night.counts, ids)
+    diag = _keep_others(_read(spark, lake, DIAGNOSTICS, DIAGNOSTIC_COLUMNS, day), night.diagnostics, ids)
     return Night(report, counts, diag)
 
 
-def publish(this: Run, night: Night, history: pd.DataFrame, only: list[str] | None,
+def publish(spark: SparkSession, this: Run, night: Night, history: pd.DataFrame, only: list[str] | None,
             seconds: dict[str, float] | None = None) -> dict[str, Any]:
-    """Write counts, history and the report aside, then swap each in (report last). Returns a summary.
+    """Replace the night's rows of counts, diagnostics and history (one commit each), then swap the report files
+    in. Returns a summary, with the snapshot id each table commit made.
 
     `history`: the earlier nights' history rows, for the report's trend charts."""
     lake, day = this.lake, this.day
     if only:
-        night = merge_subset(lake, day, night)
+        night = merge_subset(spark, lake, day, night)
     tonight = history_rows(night.report)
     past = history[history["report_date"] < day.isoformat()] if not history.empty else history
     html = render.report_html(night.report, pd.concat([past, tonight], ignore_index=True) if not past.empty
                               else tonight)
-    targets = {
-        ("gold", "ab/counts"): {"counts.parquet": _parquet(night.counts),
-                                "diagnostics.parquet": _parquet(night.diagnostics)},
-        ("gold", "ab/history"): {"history.parquet": _parquet(tonight)},
-        ("reports", STAGE): {"report.json": json.dumps(night.report, separators=(",", ":"), allow_nan=False).encode(),
-                             "report.html": html.encode()},
-    }
+    snapshots = {spec.qualified: _replace_night(spark, this, spec, frame)
+                 for spec, frame in ((COUNTS, night.counts), (DIAGNOSTICS, night.diagnostics), (HISTORY, tonight))}
     manifest = {**this.header(), "report_date": day.isoformat(),
                 "experiments": [e["id"] for e in night.report["experiments"]],
                 "recomputed": only or "all", "rows": {"counts": len(night.counts), "history": len(tonight)},
-                "seconds": seconds, "schema_version": night.report["schema_version"]}
-    outputs = {}
-    for (zone, table), files in targets.items():
-        staging = this.staging(zone, table)
-        for name, data in files.items():
-            storage.write_atomic(f"{staging}/{name}", data)
-        outputs[f"{zone}/{table}"] = Output(staging, lake.partition(zone, table, day), manifest)
-    this.publish(list(outputs.values()))
+                "tables_written": snapshots, "seconds": seconds, "schema_version": night.report["schema_version"]}
+    staging = this.staging("reports", STAGE)
+    write_atomic(f"{staging}/report.json",
+                 json.dumps(night.report, separators=(",", ":"), allow_nan=False).encode())
+    write_atomic(f"{staging}/report.html", html.encode())
+    report = Output(staging, lake.partition("reports", STAGE, day), manifest)
+    this.publish([report])
     return {"status": "published", "report_date": day.isoformat(), "run_id": this.run_id,
-            "outputs": {name: output.final for name, output in outputs.items()},
+            "outputs": {**{name: f"{name} report_date={day}" for name in snapshots}, f"reports/{STAGE}": report.final},
+            "tables_written": snapshots,
             "verdicts": {e["id"]: e["verdict"]["decision"] for e in night.report["experiments"]}}

@@ -2,9 +2,9 @@
 
 Reads the validated clickstream once for the window the registered experiments need, reduces
 it to sums per experiment x variant x metric in Spark, builds the report with `analysis.py`
-(no Spark) and publishes, each written aside and swapped in: `gold/ab/counts/dt=D`,
-`gold/ab/history/dt=D` (one row per experiment x metric x arm, for trends across nights) and
-`reports/ab/dt=D/report.{json,html}`. A run for some experiments recomputes those and keeps
+(no Spark) and publishes: the night's rows of the Iceberg tables `lake.gold.ab_counts`, `ab_diagnostics` and
+`ab_history` (one row per experiment x metric x arm, for trends across nights), one commit each, then
+`reports/ab/dt=D/report.{json,html}` swapped in. A run for some experiments recomputes those and keeps
 the others of that date.
 """
 
@@ -47,7 +47,7 @@ def _run(spark: SparkSession, this: Run, reg: Registry, only: list[str] | None) 
         events, missing = read_clickstream(spark, lake, first, last)
         counts, diag = aggregate(events, reg, active, day, running)
     aggregated = this.elapsed()
-    history = outputs.read_history(lake)
+    history = outputs.read_history(spark, lake)
     report = analysis.build_report(counts, reg, day, only, diag, history, config.code_version())
     for entry in report["experiments"]:
         gaps = [d for d in missing if entry.get("start_date") and d >= entry["start_date"]
@@ -55,4 +55,4 @@ def _run(spark: SparkSession, this: Run, reg: Registry, only: list[str] | None) 
         if gaps:
             entry["warnings"].append(f"bronze clickstream missing for {', '.join(gaps)}: those days are not counted")
     seconds = {"aggregation": aggregated, "statistics": round(this.elapsed() - aggregated, 2)}
-    return outputs.publish(this, outputs.Night(report, counts, diag), history, only, seconds)
+    return outputs.publish(spark, this, outputs.Night(report, counts, diag), history, only, seconds)

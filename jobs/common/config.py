@@ -121,9 +121,46 @@ def clickstream_source() -> str:
     return source
 
 
-def jdbc_driver_jar() -> str:
-    """The PostgreSQL JDBC driver for snapshots (Debian `libpostgresql-jdbc-java`), for spark-submit --jars."""
-    return os.environ.get("PIPELINE_JDBC_JAR", "/usr/share/java/postgresql.jar")
+#: The pinned JVM jars (jvm/pom.xml), one line per jar with its SHA-256: what set-up fetches and checks.
+JARS_MANIFEST = "jvm/jars.sha256"
+
+
+def jars_dir() -> Path:
+    """Where set-up put the pinned JVM jars (`$PIPELINE_JARS_DIR`, default `.jars` beside the venv)."""
+    return Path(os.environ.get("PIPELINE_JARS_DIR") or REPO_ROOT / ".jars")
+
+
+def spark_jars() -> list[str]:
+    """The pinned jars every spark-submit passes (Iceberg, hadoop-aws, the catalogs' JDBC drivers), in the
+    manifest's order. Set-up fetches them (no job downloads a jar); a session without them fails at start
+    (`jobs.common.spark.get_spark`), so a DAG still parses on a machine that lacks them."""
+    lines = (REPO_ROOT / JARS_MANIFEST).read_text().splitlines()
+    return [str(jars_dir() / line.split()[1]) for line in lines if line.strip()]
+
+
+def catalog_uri(lake_root: str) -> str:
+    """The Iceberg catalog's JDBC URL: `$PIPELINE_CATALOG_URI` (PostgreSQL in compose and production), else, for a
+    lake on the local disk, a SQLite file inside it (`<lake>/_catalog/iceberg.db`: nothing to run)."""
+    if os.environ.get("PIPELINE_CATALOG_URI"):
+        return os.environ["PIPELINE_CATALOG_URI"]
+    if not lake_root.startswith("file:"):
+        raise PipelineError(f"PIPELINE_CATALOG_URI is not set: a lake on {lake_root.split(':', 1)[0]}:// needs a "
+                            "catalog database, e.g. jdbc:postgresql://db:5432/iceberg (the SQLite default is for a "
+                            "lake on the local disk)")
+    return f"jdbc:sqlite:{lake_root.removeprefix('file://').removeprefix('file:')}/_catalog/iceberg.db"
+
+
+@dataclass(frozen=True)
+class CatalogLogin:
+    """The catalog database's login (PostgreSQL), set in the session at run time, never on the command line."""
+
+    user: str | None
+    password: str | None
+
+
+def catalog_login() -> CatalogLogin:
+    return CatalogLogin(os.environ.get("PIPELINE_CATALOG_USER") or None,
+                        os.environ.get("PIPELINE_CATALOG_PASSWORD") or None)
 
 
 @dataclass(frozen=True)
@@ -157,17 +194,13 @@ def reports_bucket() -> ReportsBucket:
                          os.environ.get("AWS_ENDPOINT_URL") or None, os.environ.get("AWS_DEFAULT_REGION") or None)
 
 
-#: hadoop-aws must match the Hadoop client that pyspark ships (pyspark/jars/hadoop-client-api-<version>.jar).
-HADOOP_VERSION = "3.4.2"
-
-
 def s3a_conf() -> dict[str, str]:
     """The Spark settings for a lake on `s3a://` (the operator adds them when the lake root is one): the
-    hadoop-aws jar, the endpoint of an S3-compatible store ($AWS_ENDPOINT_URL, path-style, TLS as its scheme
-    says) and credentials from the environment or the instance profile, never in `--conf` (they show in `ps`)."""
-    conf = {"spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
-            "spark.hadoop.fs.s3a.aws.credentials.provider":
-                "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"}
+    endpoint of an S3-compatible store ($AWS_ENDPOINT_URL, path-style, TLS as its scheme says) and credentials
+    from the environment or the instance profile, never in `--conf` (they show in `ps`). hadoop-aws itself is
+    one of the pinned jars (`spark_jars`)."""
+    conf = {"spark.hadoop.fs.s3a.aws.credentials.provider":
+            "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"}
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         conf.update({"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.path.style.access": "true",

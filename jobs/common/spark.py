@@ -16,8 +16,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from jobs.common import config, settings
-from jobs.common.errors import MissingInput
+from jobs.common import catalog, config, settings
+from jobs.common.errors import MissingInput, PipelineError
 from jobs.common.paths import Lake
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,16 @@ def get_spark(app_name: str) -> SparkSession:
     The SQL settings of `pipeline.yaml`'s `spark_conf` (time zone, shuffle partitions, adaptive coalescing) also
     apply when a job is started by a plain `spark-submit jobs/<job>.py` without them, so a run by hand computes
     and performs as the DAG's run; a value given with `--conf` (or by an enclosing session) wins."""
-    spark = SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    spark = (SparkSession.builder.appName(app_name).config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.extensions", catalog.EXTENSIONS).getOrCreate())
+    try:
+        spark._jvm.java.lang.Class.forName("org.apache.iceberg.spark.SparkCatalog", False,
+                                           spark._jvm.Thread.currentThread().getContextClassLoader())
+    except Exception as exc:  # py4j: the class is not on the driver's class path
+        raise PipelineError(f"the Iceberg jars are not on Spark's class path: submit with the pinned jars, "
+                            f"`spark-submit $(python -m jobs.common.catalog) ...` (scripts/pipeline.sh and the "
+                            f"Airflow operator do), after `make setup` has fetched them into {config.jars_dir()}"
+                            ) from exc
     given = spark.sparkContext.getConf()
     for key, value in settings.pipeline().spark_conf.items():
         if key.startswith("spark.sql.") and not given.contains(key) and spark.conf.isModifiable(key):

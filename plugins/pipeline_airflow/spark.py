@@ -19,7 +19,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
 
-from jobs.common import artifact, config, settings
+from jobs.common import artifact, catalog, config
 from jobs.common.errors import VALIDATION_REJECTED
 from pipeline_airflow.params import refuse_unknown
 from pipeline_airflow.shared import LAKE
@@ -151,8 +151,8 @@ def spark_job(job: str, doc_md: str, options: Mapping[str, Any], switches: Mappi
               **kwargs: Any) -> SparkJobOperator:
     """A `jobs/<job>.py` run through spark-submit on the `spark_default` connection.
 
-    The same command works by hand: `spark-submit --py-files "$(python -m jobs.common.artifact)" jobs/<job>.py
-    <options>`.
+    The same command works by hand: `spark-submit $(python -m jobs.common.catalog) --py-files
+    "$(python -m jobs.common.artifact)" jobs/<job>.py <options>` (the conf, the pinned jars, the code).
     """
     return SparkJobOperator(
         task_id=job,
@@ -161,7 +161,7 @@ def spark_job(job: str, doc_md: str, options: Mapping[str, Any], switches: Mappi
         switches=switches,
         conn_id="spark_default",
         name=f"pipeline-{job}",
-        conf={**settings.pipeline().spark_conf, **(config.s3a_conf() if LAKE.root.startswith("s3a://") else {})},
+        conf=catalog.submit_conf(LAKE.root),
         doc_md=doc_md,
         **kwargs,
     )

@@ -23,6 +23,7 @@ from demo import cli as demo_cli
 from demo import shop as demo_oltp
 from jobs.cdc import layout as cdc_layout
 from jobs.common import storage
+from jobs.common.catalog import pyiceberg_catalog
 from jobs.common.paths import Lake, as_date
 from tests.airflow_env import REPO, airflow, embedded_env
 from tests.integration.conftest import free_port, postgres, redis_url  # noqa: F401 (fixtures)
@@ -224,8 +225,11 @@ def test_ui_triggers_onboard_the_shop_run_the_nightly_on_the_worker_and_a_rerun_
     assert second["run_id"] != first["run_id"] and second["counts"] == first["counts"]
     assert bronze_rows(spark, lake) == rows
     assert ab_report_json(lake) == report
-    history = storage.list_files(lake.table("gold", "ab/history"), ".parquet")
-    assert len(history) == 1  # the date's history partition was replaced, not appended to
+    # the night's history rows in the Iceberg table were replaced, not appended to: one commit per run, both named
+    ab_manifest = json.loads(storage.read_bytes(Lake.manifest(lake.partition("reports", "ab", as_date(DAY)))))
+    history = pyiceberg_catalog(lake).load_table("gold.ab_history")
+    assert len(history.scan().to_arrow()) == ab_manifest["rows"]["history"] > 0
+    assert history.current_snapshot().snapshot_id == ab_manifest["tables_written"]["lake.gold.ab_history"]
     latest = json.loads(s3_object(s3_endpoint, "ab/latest.json"))
     uploaded = json.loads(s3_object(s3_endpoint, latest["report_json"]))
     assert uploaded == report and latest["report_date"] == DAY

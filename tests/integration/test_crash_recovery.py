@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from demo import cli as demo_cli
+from jobs.common import catalog
 from jobs.common.paths import Lake
 from tests.airflow_env import REPO
 from tests.mid_write import wait_until_writing
@@ -21,7 +22,8 @@ JOB = str(REPO / "jobs" / "clickstream_bronze.py")
 
 
 def submit(lake: Lake, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(["spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false", JOB,
+    return subprocess.Popen(["spark-submit", "--master", "local[2]", *catalog.submit_args(),
+                             "--conf", "spark.ui.enabled=false", JOB,
                              "--date", DAY.isoformat(), "--lake-root", lake.root, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
 

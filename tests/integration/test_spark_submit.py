@@ -7,7 +7,7 @@ import json
 import subprocess
 
 from demo import cli as demo_cli
-from jobs.common import storage
+from jobs.common import catalog, storage
 from jobs.common.paths import Lake
 from tests.airflow_env import REPO
 
@@ -15,7 +15,8 @@ JOB = str(REPO / "jobs" / "clickstream_bronze.py")
 
 
 def submit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false", JOB, *args],
+    return subprocess.run(["spark-submit", "--master", "local[2]", *catalog.submit_args(),
+                             "--conf", "spark.ui.enabled=false", JOB, *args],
                           capture_output=True, text=True, cwd=REPO)
 
 
@@ -43,6 +44,15 @@ def test_spark_submit_builds_a_day(tmp_path):
     assert summary["status"] == "published" and summary["counts"]["bronze"] > 1_000
     bronze = lake.partition("bronze", "clickstream", dt.date(2026, 11, 20))
     assert storage.list_files(bronze, ".parquet")
+
+
+def test_without_the_pinned_jars_the_job_fails_with_one_clear_line(tmp_path):
+    bare = subprocess.run(["spark-submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false", JOB,
+                           "--date", "2026-11-20", "--lake-root", (tmp_path / "lake").as_uri()],
+                          capture_output=True, text=True, cwd=REPO)
+    assert bare.returncode == 1
+    assert ("clickstream_bronze failed: the Iceberg jars are not on Spark's class path: submit with the pinned jars, "
+            "`spark-submit $(python -m jobs.common.catalog) ...`") in bare.stdout + bare.stderr
 
 
 def test_missing_input_fails_with_one_clear_line(tmp_path):

@@ -1,5 +1,5 @@
-"""The Spark settings of a lake on `s3a://`: what a cluster run passes (Spark's s3a itself needs the hadoop-aws
-jars, which cannot be downloaded here), in step with pyspark's Hadoop and with the compose stack's defaults."""
+"""The Spark settings of a lake on `s3a://` and the pinned jars every spark-submit passes: in step with pyspark's
+Hadoop, Spark and Scala, and with the compose stack's defaults."""
 
 from __future__ import annotations
 
@@ -13,9 +13,24 @@ from jobs.common.paths import Lake
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_hadoop_aws_matches_the_hadoop_client_pyspark_ships():
-    jars = [p.name for p in (Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar")]
-    assert jars == [f"hadoop-client-api-{config.HADOOP_VERSION}.jar"]
+def test_the_pinned_jars_match_the_hadoop_spark_and_scala_pyspark_ships():
+    shipped = [p.name for p in (Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar")]
+    hadoop = shipped[0].removeprefix("hadoop-client-api-").removesuffix(".jar")
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    scala = [p.name for p in (Path(pyspark.__file__).parent / "jars").glob("scala-library-*.jar")][0].split("-")[-1]
+    names = [Path(jar).name for jar in config.spark_jars()]
+    assert f"hadoop-aws-{hadoop}.jar" in names
+    assert any(n.startswith(f"iceberg-spark-runtime-{spark_minor}_{scala[:4]}-") for n in names), names
+    pom = (REPO / "jvm" / "pom.xml").read_text()
+    assert "<packaging>pom</packaging>" in pom and all(n.rsplit("-", 1)[0] in pom for n in names)
+
+
+def test_set_up_fetched_every_pinned_jar_with_its_checksum():
+    import hashlib
+
+    for line in (REPO / config.JARS_MANIFEST).read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((config.jars_dir() / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_settings_for_an_s3_compatible_store(monkeypatch):
@@ -24,7 +39,6 @@ def test_settings_for_an_s3_compatible_store(monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     conf = config.s3a_conf()
     assert conf == {
-        "spark.jars.packages": f"org.apache.hadoop:hadoop-aws:{config.HADOOP_VERSION}",
         "spark.hadoop.fs.s3a.aws.credentials.provider":
             "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
         "spark.hadoop.fs.s3a.endpoint": "http://s3:8333", "spark.hadoop.fs.s3a.path.style.access": "true",

@@ -1,0 +1,99 @@
+"""The lake's Apache Iceberg catalog: what every spark-submit passes, and how a session and other engines reach it.
+
+Tables live in one Iceberg catalog, named `lake` in Spark SQL (`SELECT ... FROM lake.bronze.clickstream`), whose
+warehouse is the lake root: table `bronze.clickstream` keeps its data and metadata under
+`<lake>/bronze/clickstream/`. The catalog itself is a JDBC catalog: a SQLite file inside the lake
+(`<lake>/_catalog/iceberg.db`) in the embedded mode, PostgreSQL in compose and production
+(`PIPELINE_CATALOG_URI`). A commit is one compare-and-swap of the table's metadata pointer in that database, so
+two writer processes are serialised by it (Iceberg retries or fails the second with a conflict), on a local disk
+and on object stores alike; Iceberg's Hadoop catalog would rely on an atomic rename that S3 lacks.
+
+Importable without pyspark: the Airflow operator builds its spark-submit conf here at parse time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.common import config, settings
+from jobs.common.paths import Lake
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: The catalog's name in Spark SQL.
+NAME = "lake"
+EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+def submit_conf(lake_root: str | None = None) -> dict[str, str]:
+    """The `--conf` of every spark-submit the project makes: `pipeline.yaml`'s `spark_conf`, the pinned jars
+    (never `--packages`), Iceberg's SQL extensions (MERGE INTO, CALL) and, for a lake on `s3a://`, the s3a
+    settings. The catalog's own properties are set by the job for its `--lake-root` (`use`)."""
+    root = lake_root or config.lake_root()
+    return {**settings.pipeline().spark_conf, "spark.jars": ",".join(config.spark_jars()),
+            "spark.sql.extensions": EXTENSIONS, **(config.s3a_conf() if root.startswith("s3a://") else {})}
+
+
+def properties(lake: Lake) -> dict[str, str]:
+    """The catalog's Spark properties for `lake` (no secret among them: the login is added at run time)."""
+    return {
+        "": "org.apache.iceberg.spark.SparkCatalog",
+        ".type": "jdbc",
+        ".uri": config.catalog_uri(lake.root),
+        ".warehouse": lake.root,
+        # No views in the catalog: the table schema every Iceberg JDBC catalog reads (Spark, pyiceberg).
+        ".jdbc.schema-version": "V1",
+        # Every load reads the catalog: a long-lived session (a backfill, the tests) sees other writers' commits.
+        ".cache-enabled": "false",
+    }
+
+
+def use(spark: SparkSession, lake: Lake) -> None:
+    """Point the session's `lake` catalog at `lake` before the job touches a table (a job's `--lake-root` may
+    differ from the environment's; a test session goes through many lakes). Spark loads a catalog on first use,
+    so a changed location drops the loaded one."""
+    wanted = properties(lake)
+    login = config.catalog_login()
+    wanted.update({k: v for k, v in ((".jdbc.user", login.user), (".jdbc.password", login.password)) if v})
+    current = {key: spark.conf.get(f"spark.sql.catalog.{NAME}{key}", None) for key in wanted}
+    if current == wanted:
+        return
+    uri = wanted[".uri"]
+    if uri.startswith("jdbc:sqlite:"):
+        Path(uri.removeprefix("jdbc:sqlite:")).parent.mkdir(parents=True, exist_ok=True)
+    for key, value in wanted.items():
+        spark.conf.set(f"spark.sql.catalog.{NAME}{key}", value)
+    spark._jsparkSession.sessionState().catalogManager().reset()
+
+
+def table_name(zone: str, table: str) -> str:
+    """A lake table's name in Spark SQL: zone = namespace (`lake.bronze.clickstream`)."""
+    return f"{NAME}.{zone}.{table}"
+
+
+def pyiceberg_catalog(lake: Lake) -> Any:
+    """The same catalog through pyiceberg (no JVM), for readers and checks outside Spark."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    uri = config.catalog_uri(lake.root)
+    if uri.startswith("jdbc:sqlite:"):
+        url = f"sqlite:///{uri.removeprefix('jdbc:sqlite:')}"
+    elif uri.startswith("jdbc:postgresql://"):
+        login = config.catalog_login()
+        auth = f"{login.user}:{login.password}@" if login.user else ""
+        url = f"postgresql+psycopg2://{auth}{uri.removeprefix('jdbc:postgresql://')}"
+    else:
+        raise ValueError(f"pyiceberg reads a SQLite or PostgreSQL catalog, not {uri}")
+    return SqlCatalog(NAME, uri=url, warehouse=lake.root)
+
+
+def submit_args(lake_root: str | None = None) -> list[str]:
+    """`submit_conf` as spark-submit arguments, for a job run by hand: `spark-submit $(python -m jobs.common.catalog)
+    --py-files ... jobs/<job>.py ...`."""
+    return [arg for key, value in submit_conf(lake_root).items() for arg in ("--conf", f"{key}={value}")]
+
+
+if __name__ == "__main__":
+    print(" ".join(submit_args()))
