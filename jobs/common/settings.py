@@ -153,12 +153,24 @@ class PublishSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """Iceberg table maintenance (`jobs/maintenance/`): how far back time travel reaches, when a file no snapshot
+    references is an orphan, the file size compaction aims at."""
+
+    snapshot_retention_days: float
+    retain_last_snapshots: int
+    orphan_file_age_hours: float
+    target_file_size_mb: int
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     clickstream: ClickstreamSettings
     kafka_drain: KafkaDrainSettings
     airflow: AirflowSettings
     commit: CommitSettings
     publish: PublishSettings
+    maintenance: MaintenanceSettings
     #: spark-submit --conf for every job, as strings
     spark_conf: dict[str, str]
 
@@ -170,7 +182,7 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
     rows = check.section(click, "row_count", "clickstream.") if click else {}
     drain, airflow = check.section(raw, "kafka_drain"), check.section(raw, "airflow")
     commit, publish = check.section(raw, "commit"), check.section(raw, "publish")
-    spark_conf = check.section(raw, "spark_conf")
+    spark_conf, maintenance = check.section(raw, "spark_conf"), check.section(raw, "maintenance")
     row_count = RowCountGate(check.integer(rows, "history_days", "clickstream.row_count"),
                              check.number(rows, "min_ratio", "clickstream.row_count"),
                              check.number(rows, "max_ratio", "clickstream.row_count", exclusive=True))
@@ -202,11 +214,18 @@ def parse_pipeline(raw: Any, path: Path) -> PipelineSettings:
         check.number(publish, "connect_timeout_seconds", "publish", exclusive=True),
         check.number(publish, "read_timeout_seconds", "publish", exclusive=True),
         check.integer(publish, "attempts", "publish", minimum=1))
+    maintenance_settings = MaintenanceSettings(
+        check.number(maintenance, "snapshot_retention_days", "maintenance"),
+        check.integer(maintenance, "retain_last_snapshots", "maintenance", minimum=1),
+        # a write in progress has files no snapshot references yet: an hour is the least that never deletes them
+        check.number(maintenance, "orphan_file_age_hours", "maintenance", minimum=1.0),
+        check.integer(maintenance, "target_file_size_mb", "maintenance", minimum=1))
     for key, value in spark_conf.items():
         check.check(isinstance(value, (str, int, float, bool)), f"spark_conf.{key} must be a scalar, got {value!r}")
     check.done(path)
     conf = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in spark_conf.items()}
-    return PipelineSettings(clickstream, kafka_drain, airflow_settings, commit_settings, publish_settings, conf)
+    return PipelineSettings(clickstream, kafka_drain, airflow_settings, commit_settings, publish_settings,
+                            maintenance_settings, conf)
 
 
 @functools.cache

@@ -48,11 +48,11 @@ print("JSON" + json.dumps(out))
 def test_no_import_errors(dagbag):
     assert dagbag["errors"] == {}
     assert set(dagbag["dags"]) == {"nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure",
-                                   "training_set"}
+                                   "training_set", "table_maintenance"}
 
 
 @pytest.mark.parametrize("dag_id", ["nightly", "clickstream_ingestion", "cdc_ingestion", "privacy_erasure",
-                                    "training_set"])
+                                    "training_set", "table_maintenance"])
 def test_conventions(dagbag, dag_id):
     dag = dagbag["dags"][dag_id]
     assert dag["doc_md"] and dag["tags"] and dag["catchup"] is False
@@ -61,6 +61,14 @@ def test_conventions(dagbag, dag_id):
     for task_id, task in dag["tasks"].items():
         assert task["doc"], f"{dag_id}.{task_id} has no doc_md"
         assert task["retries"] >= (0 if task_id == "resolve_run_date" else 1), task_id
+
+
+def test_table_maintenance_is_weekly_through_spark_submit(dagbag):
+    dag = dagbag["dags"]["table_maintenance"]
+    assert dag["order"] == ["resolve_run_date", "maintenance_tables"]
+    task = dag["tasks"]["maintenance_tables"]
+    assert task["type"] == "SparkJobOperator" and task["application"].endswith("jobs/maintenance_tables.py")
+    assert set(task["options"]) == {"--date", "--lake-root", "--tables"}
 
 
 def test_nightly_runs_bronze_through_spark_submit_after_the_drain(dagbag):
@@ -140,7 +148,7 @@ def test_cdc_ingestion_drains_then_snapshots_on_demand_then_merges(dagbag):
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time(tmp_path):
     code = """
 import importlib.util, sys
-for name in ("nightly", "clickstream_ingestion", "cdc_ingestion", "training_set"):
+for name in ("nightly", "clickstream_ingestion", "cdc_ingestion", "training_set", "table_maintenance"):
     spec = importlib.util.spec_from_file_location(name, f"dags/{name}.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 print(sorted(m for m in ("pyspark", "pandas", "great_expectations", "confluent_kafka") if m in sys.modules))
@@ -169,10 +177,13 @@ cases = {"nightly": [{"als_params": {"rank": "big"}}, {"als_params": {"rank": 10
                           {"entities": "", "out": "o", "features": ["plan"]},
                           {"entities": "e.parquet", "out": "o", "features": ["plan"], "max_age_days": 0}],
          "cdc_ingestion": [{"snapshot_watermark_binlog": "1" * 100000}, {"snapshot_watermark_lsn": "not-an-lsn"},
-                           {"snapshot_dump": "x" * 5000}, {"snapshot_tables": ["nope"]}]}
+                           {"snapshot_dump": "x" * 5000}, {"snapshot_tables": ["nope"]}],
+         "table_maintenance": [{"tables": ["gold"]}, {"tables": ["gold.ab_history; DROP TABLE x"]},
+                               {"tables": "gold.ab_history"}]}
 good = {"nightly": {"als_params": {"rank": 64, "reg_param": 0.05}, "run_date": "2026-11-20"},
         "cdc_ingestion": {"snapshot_watermark_binlog": "mysql-bin.000003:1041", "snapshot_watermark_lsn": "0/16B3748"},
-        "training_set": {"entities": "e.parquet", "out": "o", "features": ["plan", "item_ctr_smoothed_7d"]}}
+        "training_set": {"entities": "e.parquet", "out": "o", "features": ["plan", "item_ctr_smoothed_7d"]},
+        "table_maintenance": {"tables": ["gold.ab_history", "silver.users_current"]}}
 out = {}
 for dag_id, confs in cases.items():
     dag = bag.dags[dag_id]
@@ -197,4 +208,4 @@ print("JSON" + json.dumps(out))
     assert line, result.stderr[-3000:]
     refused = json.loads(line[4:])
     assert refused == {"nightly": ["ParamValidationError"] * 7, "cdc_ingestion": ["ParamValidationError"] * 4,
-                       "training_set": ["ParamValidationError"] * 4}
+                       "training_set": ["ParamValidationError"] * 4, "table_maintenance": ["ParamValidationError"] * 3}

@@ -7,6 +7,9 @@ import datetime as dt
 import glob
 import json
 import os
+import shutil
+import time
+from pathlib import Path
 
 import duckdb
 import duckdb_extension_avro
@@ -19,6 +22,8 @@ from jobs.ab import report as ab_report
 from jobs.clickstream import bronze
 from jobs.common import catalog, storage
 from jobs.common.paths import Lake
+from jobs.common.settings import MaintenanceSettings
+from jobs.maintenance import tables as maintenance
 
 DAYS = [dt.date(2026, 11, 14), dt.date(2026, 11, 15)]  # the registry's experiments start on the first
 
@@ -101,3 +106,31 @@ def test_a_lake_on_object_storage_needs_a_catalog_database(monkeypatch):
     monkeypatch.delenv("PIPELINE_CATALOG_URI", raising=False)
     with pytest.raises(Exception, match="PIPELINE_CATALOG_URI is not set: a lake on s3a:// needs a catalog database"):
         catalog.properties(Lake("s3a://lake/prod"))
+
+
+def test_maintenance_compacts_expires_and_removes_a_killed_writes_files(spark, ab_lake):
+    reg = registry.load()
+    for _ in range(3):  # nights rerun: small files and snapshots pile up
+        ab_report.run(spark, ab_lake, DAYS[1], reg)
+    expected = {t: rows_of(spark, f"lake.{t}", DAYS[1]) for t in ("gold.ab_history", "gold.ab_counts")}
+    table = catalog.pyiceberg_catalog(ab_lake).load_table("gold.ab_history")
+    data_dir = Path(table.location().removeprefix("file:").removeprefix("//")) / "data"
+    orphan = data_dir / "report_date=2026-11-15" / "00000-killed-write.parquet"  # what a write killed before its
+    shutil.copy(next(data_dir.rglob("*.parquet")), orphan)                     # commit leaves: no snapshot has it
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(orphan, (two_days_ago, two_days_ago))
+    settings = MaintenanceSettings(snapshot_retention_days=0, retain_last_snapshots=2, orphan_file_age_hours=24,
+                                   target_file_size_mb=128)
+
+    report = maintenance.run(spark, ab_lake, DAYS[1], settings, only=["gold.ab_history", "gold.ab_counts"])
+
+    history = report["tables"]["gold.ab_history"]
+    assert history["before"]["snapshots"] > 2 and history["after"]["snapshots"] == 2
+    assert history["after"]["files"] < history["before"]["files"]  # expired snapshots' files are gone
+    assert history["orphan_files_removed"] == 1 and not orphan.exists()
+    for name, rows in expected.items():
+        assert rows_of(spark, f"lake.{name}", DAYS[1]) == rows  # the same rows, fewer files
+    assert json.loads(storage.read_bytes(ab_lake.report_file("maintenance", DAYS[1])))["tables"].keys() == {
+        "gold.ab_history", "gold.ab_counts"}
+    with pytest.raises(ValueError, match="no such table in the lake's catalog: gold.nope"):
+        maintenance.run(spark, ab_lake, DAYS[1], settings, only=["gold.nope"])

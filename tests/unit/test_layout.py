@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("ingest", "clickstream", "cdc", "als", "ab", "privacy", "features")
+STAGES = ("ingest", "clickstream", "cdc", "als", "ab", "privacy", "features", "maintenance")
 ENTRY_POINTS = sorted(p.stem for p in (REPO / "jobs").glob("*.py") if p.stem != "__init__")
 
 
