@@ -15,6 +15,7 @@ for a subset of experiments replaces only their rows and entries and keeps the o
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from pyspark.sql import SparkSession
 
 from jobs.ab import STAGE, render
 from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, KEYS
-from jobs.common import tables
+from jobs.common import storage, tables
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
 from jobs.common.storage import read_bytes, write_atomic
@@ -95,16 +96,17 @@ def read_history(spark: SparkSession, lake: Lake) -> pd.DataFrame:
     return _read(spark, lake, HISTORY, HISTORY_COLUMNS)
 
 
-def _replace_night(spark: SparkSession, this: Run, spec: tables.TableSpec, frame: pd.DataFrame) -> int:
+def _replace_night(spark: SparkSession, lake: Lake, day: dt.date, run_id: str, spec: tables.TableSpec,
+                   frame: pd.DataFrame) -> int:
     """`frame` becomes the table's rows of the night, in one commit; the snapshot id."""
-    table = tables.ensure(spark, this.lake, spec)
+    table = tables.ensure(spark, lake, spec)
     schema = spark.table(table).schema
-    rows = frame.assign(report_date=this.day).reindex(columns=schema.names)
+    rows = frame.assign(report_date=day).reindex(columns=schema.names)
     numeric = [f.name for f in schema.fields if f.dataType.typeName() == "double"]
     values = rows[numeric].astype(float)
     rows[numeric] = values.astype(object).where(values.notna(), None)  # no value is null, not NaN, for every reader
     written = spark.createDataFrame(rows, schema=schema)
-    return tables.replace_where(written, table, tables.on_day("report_date", this.day), this.run_id)
+    return tables.replace_where(written, table, tables.on_day("report_date", day), run_id)
 
 
 def _keep_others(existing: pd.DataFrame, new: pd.DataFrame, ids: set[str]) -> pd.DataFrame:
@@ -148,7 +150,7 @@ def publish(spark: SparkSession, this: Run, night: Night, history: pd.DataFrame,
     past = history[history["report_date"] < day.isoformat()] if not history.empty else history
     html = render.report_html(night.report, pd.concat([past, tonight], ignore_index=True) if not past.empty
                               else tonight)
-    snapshots = {spec.qualified: _replace_night(spark, this, spec, frame)
+    snapshots = {spec.qualified: _replace_night(spark, lake, day, this.run_id, spec, frame)
                  for spec, frame in ((COUNTS, night.counts), (DIAGNOSTICS, night.diagnostics), (HISTORY, tonight))}
     manifest = {**this.header(), "report_date": day.isoformat(),
                 "experiments": [e["id"] for e in night.report["experiments"]],
@@ -164,3 +166,36 @@ def publish(spark: SparkSession, this: Run, night: Night, history: pd.DataFrame,
             "outputs": {**{name: f"{name} report_date={day}" for name in snapshots}, f"reports/{STAGE}": report.final},
             "tables_written": snapshots,
             "verdicts": {e["id"]: e["verdict"]["decision"] for e in night.report["experiments"]}}
+
+
+#: The previous release's layout (before the Iceberg tables): `gold/ab/<dir>/dt=D/<file>` beside a `_manifest.json`.
+LEGACY = ((COUNTS, "counts", "counts.parquet", COLUMNS), (DIAGNOSTICS, "counts", "diagnostics.parquet",
+                                                         DIAGNOSTIC_COLUMNS),
+          (HISTORY, "history", "history.parquet", HISTORY_COLUMNS))
+
+
+def migrate_legacy(spark: SparkSession, lake: Lake, run_id: str) -> dict[str, Any]:
+    """Copy the nights a lake of the previous release kept as `gold/ab/{counts,history}/dt=D/*.parquet` into the
+    Iceberg tables, one commit per night and table. A night the table already has (written since the upgrade, or
+    by an earlier migration) is left as it is, so the migration can be rerun and never duplicates a row. The old
+    directories stay until the operator deletes them (the report lists them)."""
+    done: dict[str, Any] = {}
+    for spec, folder, name, columns in LEGACY:
+        table = tables.ensure(spark, lake, spec)
+        have = {r[0] for r in spark.sql(f"SELECT DISTINCT report_date FROM {table}").collect()}
+        copied, skipped, legacy = {}, [], []
+        for partition in storage.children(lake.table("gold", f"ab/{folder}")):
+            label = partition.rstrip("/").rsplit("/", 1)[-1]
+            if not label.startswith("dt=") or not storage.exists(Lake.manifest(partition)):
+                continue  # staging, trash, a partition never published
+            day, legacy = dt.date.fromisoformat(label.removeprefix("dt=")), [*legacy, partition]
+            if day in have:
+                skipped.append(day.isoformat())
+                continue
+            frame = pd.read_parquet(io.BytesIO(read_bytes(f"{partition}/{name}")))
+            if "report_date" in frame.columns:
+                frame = frame.drop(columns="report_date")
+            _replace_night(spark, lake, day, run_id, spec, frame.reindex(columns=columns))
+            copied[day.isoformat()] = len(frame)
+        done[spec.qualified] = {"nights_copied": copied, "nights_already_there": skipped, "legacy_dirs": legacy}
+    return done

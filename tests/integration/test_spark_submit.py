@@ -59,3 +59,14 @@ def test_missing_input_fails_with_one_clear_line(tmp_path):
     result = submit("--date", "2026-11-20", "--lake-root", (tmp_path / "empty").as_uri())
     assert result.returncode == 1
     assert "clickstream_bronze failed: no raw files for clickstream around 2026-11-20" in result.stdout + result.stderr
+
+
+def test_the_migration_command_runs_by_hand_and_finds_nothing_to_copy_in_a_new_lake(tmp_path):
+    migrate = subprocess.run(["spark-submit", "--master", "local[2]", *catalog.submit_args(), "--conf",
+                              "spark.ui.enabled=false", str(REPO / "jobs" / "maintenance_migrate.py"),
+                              "--lake-root", (tmp_path / "lake").as_uri()], capture_output=True, text=True, cwd=REPO)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    summary, _ = json.JSONDecoder().raw_decode(migrate.stdout, migrate.stdout.index('{\n  "status"'))
+    assert summary["status"] == "migrated"
+    assert {t: v["nights_copied"] for t, v in summary["tables"].items()} == {
+        "lake.gold.ab_counts": {}, "lake.gold.ab_diagnostics": {}, "lake.gold.ab_history": {}}

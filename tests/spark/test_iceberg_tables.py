@@ -134,3 +134,47 @@ def test_maintenance_compacts_expires_and_removes_a_killed_writes_files(spark, a
         "gold.ab_history", "gold.ab_counts"}
     with pytest.raises(ValueError, match="no such table in the lake's catalog: gold.nope"):
         maintenance.run(spark, ab_lake, DAYS[1], settings, only=["gold.nope"])
+
+
+def write_legacy_night(lake: Lake, day: dt.date, frames: dict[str, object]) -> None:
+    """A night as the previous release published it: Parquet files in `gold/ab/<dir>/dt=D/` with a manifest."""
+    for folder, names in (("counts", ("counts.parquet", "diagnostics.parquet")), ("history", ("history.parquet",))):
+        partition = Path(lake.partition("gold", f"ab/{folder}", day).removeprefix("file://"))
+        partition.mkdir(parents=True)
+        for name in names:
+            frames[name].to_parquet(partition / name, index=False)
+        (partition / "_manifest.json").write_text(json.dumps({"dt": day.isoformat(), "status": "published"}))
+
+
+def test_the_migration_copies_a_previous_release_lake_once_without_losing_or_duplicating_a_row(spark, ab_lake,
+                                                                                             tmp_path):
+    reg = registry.load()
+    ab_report.run(spark, ab_lake, DAYS[0], reg)
+    ab_report.run(spark, ab_lake, DAYS[1], reg)
+    source = {day: {"counts.parquet": outputs._read(spark, ab_lake, outputs.COUNTS, outputs.COLUMNS, day),
+                    "diagnostics.parquet": outputs._read(spark, ab_lake, outputs.DIAGNOSTICS,
+                                                         outputs.DIAGNOSTIC_COLUMNS, day),
+                    "history.parquet": outputs._read(spark, ab_lake, outputs.HISTORY, outputs.HISTORY_COLUMNS, day)
+                    .assign(report_date=day.isoformat())}
+              for day in DAYS}
+    old = Lake((tmp_path / "old").as_uri())
+    for day, frames in source.items():
+        write_legacy_night(old, day, frames)
+    unpublished = Path(old.partition("gold", "ab/history", dt.date(2026, 11, 16)).removeprefix("file://"))
+    unpublished.mkdir(parents=True)  # a partition whose publish never finished: no manifest, not a night
+    source[DAYS[0]]["history.parquet"].to_parquet(unpublished / "history.parquet", index=False)
+
+    names = ("gold.ab_counts", "gold.ab_diagnostics", "gold.ab_history")
+    expected = {t: [rows_of(spark, f"lake.{t}", d) for d in DAYS] for t in names}  # the source lake's rows
+
+    report = outputs.migrate_legacy(spark, old, "migration-1")
+    migrated = {t: [rows_of(spark, f"lake.{t}", d) for d in DAYS] for t in names}  # now the old lake's catalog
+    assert migrated == expected and sum(len(r) for r in migrated["gold.ab_history"]) > 0
+    assert {r[0] for r in spark.sql("SELECT DISTINCT report_date FROM lake.gold.ab_history").collect()} == set(DAYS)
+    assert sorted(report["lake.gold.ab_history"]["nights_copied"]) == [d.isoformat() for d in DAYS]
+
+    snapshots = spark.sql("SELECT count(*) FROM lake.gold.ab_history.snapshots").first()[0]
+    again = outputs.migrate_legacy(spark, old, "migration-2")  # a rerun copies nothing: no commit, no duplicate
+    assert again["lake.gold.ab_history"]["nights_copied"] == {}
+    assert spark.sql("SELECT count(*) FROM lake.gold.ab_history.snapshots").first()[0] == snapshots
+    assert {t: [rows_of(spark, f"lake.{t}", d) for d in DAYS] for t in names} == migrated
