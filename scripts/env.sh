@@ -22,3 +22,12 @@ export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-$LOCAL_SPARK}"
 export GX_ANALYTICS_ENABLED=False
 # Native BLAS single-threaded: in local mode Spark's tasks share the driver's environment.
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
+
+# A job by hand, as the DAG submits it: pipeline.yaml's Spark conf, the pinned jars (Iceberg, hadoop-aws, JDBC
+# drivers), the code artifact for the executors. `source scripts/env.sh; spark_submit jobs/ab_report.py --date D`
+spark_submit() {
+  local conf
+  conf=$(python -m jobs.common.catalog)
+  # shellcheck disable=SC2086
+  spark-submit $conf --py-files "$(python -m jobs.common.artifact)" "$@"
+}

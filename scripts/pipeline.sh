@@ -47,13 +47,6 @@ airflow_db() {
   airflow pools set kafka_drain 1 "serialises Kafka drains" >/dev/null
 }
 
-spark_submit() {  # a job by hand, as the DAG submits it: pipeline.yaml's Spark conf, the pinned jars, the code artifact
-  local conf
-  conf=$(python -m jobs.common.catalog)
-  # shellcheck disable=SC2086
-  spark-submit $conf --py-files "$(python -m jobs.common.artifact)" "$@"
-}
-
 start_s3() {  # an S3 API server on loopback standing in for MinIO, with the reports bucket
   local port=${DEMO_S3_PORT:-9787}
   moto_server -H 127.0.0.1 -p "$port" > "$AIRFLOW_HOME/demo-s3.log" 2>&1 &
@@ -148,6 +141,16 @@ if als["status"] == "trained":
                   f"coverage {found['coverage']:.0%}")
     print(f"  version     {als['model']}")
     print(f"  champion    {lake.champion('als')} -> {als['champion']}")
+print("Iceberg tables (catalog lake; Spark SQL: SELECT ... FROM lake.<zone>.<table>):")
+from jobs.common.catalog import pyiceberg_catalog
+iceberg = pyiceberg_catalog(lake)
+for namespace in sorted(iceberg.list_namespaces()):
+    for identifier in sorted(iceberg.list_tables(namespace)):
+        table = iceberg.load_table(identifier)
+        snapshot = table.current_snapshot()
+        records = int(snapshot.summary["total-records"]) if snapshot else 0
+        print(f"  lake.{'.'.join(identifier):<24} snapshot {snapshot.snapshot_id if snapshot else '-':<20} "
+              f"{records:>8,} rows")
 print("Features (docs/FEATURES.md):")
 for table in ("features/user_day", "features/item_day", "labels/churn_7d"):
     root = lake.table("gold", table)
