@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.common import config, settings
+from jobs.common.errors import PipelineError
 from jobs.common.paths import Lake
 
 if TYPE_CHECKING:
@@ -89,11 +90,21 @@ def pyiceberg_catalog(lake: Lake) -> Any:
     return SqlCatalog(NAME, uri=url, warehouse=lake.root)
 
 
-def submit_args(lake_root: str | None = None) -> list[str]:
+def submit_args(lake_root: str | None = None, with_catalog: bool = False) -> list[str]:
     """`submit_conf` as spark-submit arguments, for a job run by hand: `spark-submit $(python -m jobs.common.catalog)
-    --py-files ... jobs/<job>.py ...`."""
-    return [arg for key, value in submit_conf(lake_root).items() for arg in ("--conf", f"{key}={value}")]
+    --py-files ... jobs/<job>.py ...`; `with_catalog`: also the catalog of `lake_root`, so a shell
+    (`pyspark`, `spark-sql`) reads `lake.<zone>.<table>` at once."""
+    conf = submit_conf(lake_root)
+    if with_catalog:
+        conf.update({f"spark.sql.catalog.{NAME}{k}": v for k, v in properties(Lake(lake_root or config.lake_root()))
+                     .items()})
+    return [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
 
 
 if __name__ == "__main__":
-    print(" ".join(submit_args()))
+    import sys
+
+    try:
+        print(" ".join(submit_args(with_catalog=True)))
+    except PipelineError as exc:
+        sys.exit(f"jobs.common.catalog: {exc}")
