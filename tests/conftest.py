@@ -76,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
 LONGEST_FIRST = ("e2e/test_nightly_dag.py",  # ~430 s
                  "integration/test_spark_cluster.py",  # ~315 s
                  "spark/test_features.py",  # ~195 s
+                 "spark/test_iceberg_tables.py",  # ~150 s
+                 "integration/test_iceberg_writers.py",  # ~120 s
                  "spark/test_cdc_properties.py",  # ~70 s since in_jvm (~160 s before)
                  "spark/test_cdc_layout.py",  # ~110 s
                  "spark/test_commit_jobs.py", "spark/test_als.py",

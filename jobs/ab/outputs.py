@@ -80,9 +80,11 @@ def history_rows(report: dict[str, Any]) -> pd.DataFrame:
 
 
 def _read(spark: SparkSession, lake: Lake, spec: tables.TableSpec, columns: list[str],
-          day: dt.date | None = None) -> pd.DataFrame:
-    """A table's rows as pandas (all nights, or `day`'s without its date), `report_date` as `YYYY-MM-DD` text."""
-    table = spark.table(tables.ensure(spark, lake, spec))
+          day: dt.date | None = None, snapshot: int | None = None) -> pd.DataFrame:
+    """A table's rows as pandas (all nights, or `day`'s without its date; at `snapshot`, else the current one),
+    `report_date` as `YYYY-MM-DD` text."""
+    name = tables.ensure(spark, lake, spec)
+    table = spark.read.option("versionAsOf", snapshot).table(name) if snapshot else spark.table(name)
     if day is not None:
         table = table.where(tables.on_day("report_date", day)).drop("report_date")
     frame = table.toPandas()
@@ -91,9 +93,11 @@ def _read(spark: SparkSession, lake: Lake, spec: tables.TableSpec, columns: list
     return frame.reindex(columns=columns)
 
 
-def read_history(spark: SparkSession, lake: Lake) -> pd.DataFrame:
-    """Every published night's history rows (small: experiments x metrics x arms x nights)."""
-    return _read(spark, lake, HISTORY, HISTORY_COLUMNS)
+def read_history(spark: SparkSession, lake: Lake) -> tuple[pd.DataFrame, int | None]:
+    """Every published night's history rows (small: experiments x metrics x arms x nights), read at the table's
+    current snapshot, and that snapshot's id (None: no night yet), for the run's record of what it read."""
+    snapshot = tables.current_snapshot(spark, tables.ensure(spark, lake, HISTORY))
+    return _read(spark, lake, HISTORY, HISTORY_COLUMNS, snapshot=snapshot), snapshot
 
 
 def _replace_night(spark: SparkSession, lake: Lake, day: dt.date, run_id: str, spec: tables.TableSpec,
@@ -138,7 +142,8 @@ def merge_subset(spark: SparkSession, lake: Lake, day: dt.date, night: Night) ->
 
 
 def publish(spark: SparkSession, this: Run, night: Night, history: pd.DataFrame, only: list[str] | None,
-            seconds: dict[str, float] | None = None) -> dict[str, Any]:
+            seconds: dict[str, float] | None = None, tables_read: dict[str, int | None] | None = None
+            ) -> dict[str, Any]:
     """Replace the night's rows of counts, diagnostics and history (one commit each), then swap the report files
     in. Returns a summary, with the snapshot id each table commit made.
 
@@ -155,7 +160,8 @@ def publish(spark: SparkSession, this: Run, night: Night, history: pd.DataFrame,
     manifest = {**this.header(), "report_date": day.isoformat(),
                 "experiments": [e["id"] for e in night.report["experiments"]],
                 "recomputed": only or "all", "rows": {"counts": len(night.counts), "history": len(tonight)},
-                "tables_written": snapshots, "seconds": seconds, "schema_version": night.report["schema_version"]}
+                "tables_read": tables_read or {}, "tables_written": snapshots, "seconds": seconds,
+                "schema_version": night.report["schema_version"]}
     staging = this.staging("reports", STAGE)
     write_atomic(f"{staging}/report.json",
                  json.dumps(night.report, separators=(",", ":"), allow_nan=False).encode())

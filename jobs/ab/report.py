@@ -47,7 +47,7 @@ def _run(spark: SparkSession, this: Run, reg: Registry, only: list[str] | None) 
         events, missing = read_clickstream(spark, lake, first, last)
         counts, diag = aggregate(events, reg, active, day, running)
     aggregated = this.elapsed()
-    history = outputs.read_history(spark, lake)
+    history, history_snapshot = outputs.read_history(spark, lake)
     report = analysis.build_report(counts, reg, day, only, diag, history, config.code_version())
     for entry in report["experiments"]:
         gaps = [d for d in missing if entry.get("start_date") and d >= entry["start_date"]
@@ -55,4 +55,5 @@ def _run(spark: SparkSession, this: Run, reg: Registry, only: list[str] | None) 
         if gaps:
             entry["warnings"].append(f"bronze clickstream missing for {', '.join(gaps)}: those days are not counted")
     seconds = {"aggregation": aggregated, "statistics": round(this.elapsed() - aggregated, 2)}
-    return outputs.publish(spark, this, outputs.Night(report, counts, diag), history, only, seconds)
+    return outputs.publish(spark, this, outputs.Night(report, counts, diag), history, only, seconds,
+                           tables_read={outputs.HISTORY.qualified: history_snapshot})

@@ -1,15 +1,17 @@
 """The lake's Apache Iceberg catalog: what every spark-submit passes, and how a session and other engines reach it.
 
-Tables live in one Iceberg catalog, named `lake` in Spark SQL (`SELECT ... FROM lake.bronze.clickstream`), whose
-warehouse is the lake root: table `bronze.clickstream` keeps its data and metadata under
-`<lake>/bronze/clickstream/`. The catalog itself is a JDBC catalog: a SQLite file inside the lake
-(`<lake>/_catalog/iceberg.db`) in the embedded mode, PostgreSQL in compose and production
-(`PIPELINE_CATALOG_URI`). A commit is one compare-and-swap of the table's metadata pointer in that database, so
-two writer processes are serialised by it (Iceberg retries or fails the second with a conflict), on a local disk
-and on object stores alike; Iceberg's Hadoop catalog would rely on an atomic rename that S3 lacks.
+Tables live in one Iceberg catalog, named `lake` in Spark SQL (`SELECT ... FROM lake.gold.ab_history`), whose
+warehouse is `<lake>/warehouse`: table `gold.ab_history` keeps its data and metadata under
+`<lake>/warehouse/gold/ab_history/`, apart from the directories of the previous release's layout
+(`<lake>/<zone>/...`): a table moved onto Iceberg never shares a directory with its own legacy copy, so the
+migration reads the one while it writes the other, and orphan-file removal under a table can never touch legacy
+files. The catalog itself is a JDBC catalog: a SQLite file inside the lake (`<lake>/_catalog/iceberg.db`) in the
+embedded mode, PostgreSQL in compose and production (`PIPELINE_CATALOG_URI`). A commit is one compare-and-swap of
+the table's metadata pointer in that database, so two writer processes are serialised by it (Iceberg retries or
+fails the second with a conflict), on a local disk and on object stores alike; Iceberg's Hadoop catalog would rely
+on an atomic rename that S3 lacks.
 
-Importable without pyspark: the Airflow operator builds its spark-submit conf here at parse time.
-"""
+Importable without pyspark: the Airflow operator builds its spark-submit conf here at parse time."""
 
 from __future__ import annotations
 
@@ -43,12 +45,17 @@ def properties(lake: Lake) -> dict[str, str]:
         "": "org.apache.iceberg.spark.SparkCatalog",
         ".type": "jdbc",
         ".uri": config.catalog_uri(lake.root),
-        ".warehouse": lake.root,
+        ".warehouse": warehouse(lake),
         # No views in the catalog: the table schema every Iceberg JDBC catalog reads (Spark, pyiceberg).
         ".jdbc.schema-version": "V1",
         # Every load reads the catalog: a long-lived session (a backfill, the tests) sees other writers' commits.
         ".cache-enabled": "false",
     }
+
+
+def warehouse(lake: Lake) -> str:
+    """Where the catalog's tables keep their files: `<lake>/warehouse/<zone>/<table>/{data,metadata}`."""
+    return f"{lake.root}/warehouse"
 
 
 def use(spark: SparkSession, lake: Lake) -> None:
@@ -87,7 +94,7 @@ def pyiceberg_catalog(lake: Lake) -> Any:
         url = f"postgresql+psycopg2://{auth}{uri.removeprefix('jdbc:postgresql://')}"
     else:
         raise ValueError(f"pyiceberg reads a SQLite or PostgreSQL catalog, not {uri}")
-    return SqlCatalog(NAME, uri=url, warehouse=lake.root)
+    return SqlCatalog(NAME, uri=url, warehouse=warehouse(lake))
 
 
 def submit_args(lake_root: str | None = None, with_catalog: bool = False) -> list[str]:
