@@ -20,8 +20,9 @@ from demo import cli as demo_cli
 from jobs.ab import outputs, registry
 from jobs.ab import report as ab_report
 from jobs.clickstream import bronze
-from jobs.common import catalog, storage
+from jobs.common import catalog, storage, tables
 from jobs.common.paths import Lake
+from jobs.common.run import Run
 from jobs.common.settings import MaintenanceSettings
 from jobs.maintenance import tables as maintenance
 
@@ -182,3 +183,49 @@ def test_the_migration_copies_a_previous_release_lake_once_without_losing_or_dup
     assert again["lake.gold.ab_history"]["nights_copied"] == {}
     assert spark.sql("SELECT count(*) FROM lake.gold.ab_history.snapshots").first()[0] == snapshots
     assert {t: [rows_of(spark, f"lake.{t}", d) for d in DAYS] for t in names} == migrated
+
+
+class Crash(Exception):
+    """Stands for the process dying between two commits: raised out of the job, nothing tidied up."""
+
+
+def night(spark, lake: Lake, day: dt.date) -> dict[str, object]:
+    found = {t: rows_of(spark, f"lake.{t}", day) for t in ("gold.ab_counts", "gold.ab_diagnostics", "gold.ab_history")}
+    found["report.json"] = storage.read_bytes(lake.report_file("ab", day, "report.json"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(spark, ab_lake) -> dict[str, object]:
+    """The second night as an uninterrupted run leaves it (the first night published before it)."""
+    for day in DAYS:
+        ab_report.run(spark, ab_lake, day, registry.load())
+    return night(spark, ab_lake, DAYS[1])
+
+
+@pytest.mark.parametrize("commits_before_the_crash", [0, 1, 2, 3])  # before each table commit, before the report
+def test_a_run_killed_between_its_commits_then_retried_equals_an_uninterrupted_run(spark, ab_lake, monkeypatch,
+                                                                                 uninterrupted,
+                                                                                 commits_before_the_crash):
+    reg = registry.load()
+    real_replace, commits = tables.replace_where, {"n": 0}
+
+    def dying(*args, **kwargs):
+        if commits["n"] == commits_before_the_crash:
+            raise Crash
+        commits["n"] += 1
+        return real_replace(*args, **kwargs)
+
+    def dying_publish(this, outputs_):
+        raise Crash  # every table committed, the report not yet swapped in
+
+    monkeypatch.setattr(tables, "replace_where", dying)
+    monkeypatch.setattr(Run, "publish", dying_publish)
+    with pytest.raises(Crash):
+        ab_report.run(spark, ab_lake, DAYS[1], reg, only=["exp_homepage_aa"])
+    monkeypatch.undo()
+
+    ab_report.run(spark, ab_lake, DAYS[1], reg, only=["exp_homepage_aa"])  # Airflow's retry of the same task
+    assert night(spark, ab_lake, DAYS[1]) == uninterrupted
+    root = Path(ab_lake.root.removeprefix("file://"))
+    assert not list(root.rglob("_staging")) and not list(root.glob("_commits/*/*.json"))
