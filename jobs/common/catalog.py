@@ -65,12 +65,12 @@ def use(spark: SparkSession, lake: Lake) -> None:
     wanted = properties(lake)
     login = config.catalog_login()
     wanted.update({k: v for k, v in ((".jdbc.user", login.user), (".jdbc.password", login.password)) if v})
-    current = {key: spark.conf.get(f"spark.sql.catalog.{NAME}{key}", None) for key in wanted}
-    if current == wanted:
-        return
     uri = wanted[".uri"]
-    if uri.startswith("jdbc:sqlite:"):
+    if uri.startswith("jdbc:sqlite:"):  # SQLite creates the file, not its folder (a new lake has none)
         Path(uri.removeprefix("jdbc:sqlite:")).parent.mkdir(parents=True, exist_ok=True)
+    current = {key: spark.conf.get(f"spark.sql.catalog.{NAME}{key}", None) for key in wanted}
+    if current == wanted:  # already so: from spark-submit's --conf (`python -m jobs.common.catalog`) or a prior use
+        return
     for key, value in wanted.items():
         spark.conf.set(f"spark.sql.catalog.{NAME}{key}", value)
     spark._jsparkSession.sessionState().catalogManager().reset()

@@ -62,9 +62,10 @@ def test_missing_input_fails_with_one_clear_line(tmp_path):
 
 
 def test_the_migration_command_runs_by_hand_and_finds_nothing_to_copy_in_a_new_lake(tmp_path):
-    migrate = subprocess.run(["spark-submit", "--master", "local[2]", *catalog.submit_args(), "--conf",
-                              "spark.ui.enabled=false", str(REPO / "jobs" / "maintenance_migrate.py"),
-                              "--lake-root", (tmp_path / "lake").as_uri()], capture_output=True, text=True, cwd=REPO)
+    lake = (tmp_path / "lake").as_uri()  # a lake that does not exist yet, its catalog given as `spark_submit` does
+    migrate = subprocess.run(["spark-submit", "--master", "local[2]", *catalog.submit_args(lake, with_catalog=True),
+                              "--conf", "spark.ui.enabled=false", str(REPO / "jobs" / "maintenance_migrate.py"),
+                              "--lake-root", lake], capture_output=True, text=True, cwd=REPO)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     summary, _ = json.JSONDecoder().raw_decode(migrate.stdout, migrate.stdout.index('{\n  "status"'))
     assert summary["status"] == "migrated"
