@@ -11,7 +11,8 @@ the table's metadata pointer in that database, so two writer processes are seria
 fails the second with a conflict), on a local disk and on object stores alike; Iceberg's Hadoop catalog would rely
 on an atomic rename that S3 lacks.
 
-Importable without pyspark: the Airflow operator builds its spark-submit conf here at parse time."""
+Importable without pyspark: the Airflow operator builds its spark-submit conf here at parse time.
+"""
 
 from __future__ import annotations
 
