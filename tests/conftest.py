@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from jobs.common import catalog, config
+from jobs.common import catalog
 from jobs.common.paths import Lake
 from jobs.ingest.raw_zone import RawRecord
 
@@ -142,8 +142,9 @@ def spark() -> Iterator:
     builder = SparkSession.builder.master("local[2]").appName("tests")
     for key, value in {**SESSION_CONF, **SMALL_QUERY_CONF}.items():
         builder = builder.config(key, value)
-    session = builder.config("spark.jars", ",".join(config.spark_jars())).config(
-        "spark.sql.extensions", catalog.EXTENSIONS).getOrCreate()  # Iceberg, the JDBC drivers: as spark-submit
+    for key, value in catalog.jvm_conf().items():  # Iceberg, the JDBC drivers: as every spark-submit has them
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

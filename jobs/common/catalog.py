@@ -31,13 +31,20 @@ NAME = "lake"
 EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
+def jvm_conf() -> dict[str, str]:
+    """What a JVM needs before it starts to use the lake's tables: the pinned jars (never `--packages`) and
+    Iceberg's SQL extensions (MERGE INTO, CALL). Every spark-submit has them (`submit_conf`), and so has the
+    tests' in-process session."""
+    return {"spark.jars": ",".join(config.spark_jars()), "spark.sql.extensions": EXTENSIONS}
+
+
 def submit_conf(lake_root: str | None = None) -> dict[str, str]:
-    """The `--conf` of every spark-submit the project makes: `pipeline.yaml`'s `spark_conf`, the pinned jars
-    (never `--packages`), Iceberg's SQL extensions (MERGE INTO, CALL) and, for a lake on `s3a://`, the s3a
-    settings. The catalog's own properties are set by the job for its `--lake-root` (`use`)."""
+    """The `--conf` of every spark-submit the project makes: `pipeline.yaml`'s `spark_conf`, `jvm_conf` and, for a
+    lake on `s3a://`, the s3a settings. The catalog's own properties are set by the job for its `--lake-root`
+    (`use`)."""
     root = lake_root or config.lake_root()
-    return {**settings.pipeline().spark_conf, "spark.jars": ",".join(config.spark_jars()),
-            "spark.sql.extensions": EXTENSIONS, **(config.s3a_conf() if root.startswith("s3a://") else {})}
+    return {**settings.pipeline().spark_conf, **jvm_conf(),
+            **(config.s3a_conf() if root.startswith("s3a://") else {})}
 
 
 def properties(lake: Lake) -> dict[str, str]:
