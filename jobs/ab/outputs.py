@@ -28,7 +28,6 @@ from jobs.ab.counts import COLUMNS, DIAGNOSTIC_COLUMNS, KEYS
 from jobs.common import storage, tables
 from jobs.common.paths import Lake
 from jobs.common.run import Output, Run
-from jobs.common.storage import read_bytes, write_atomic
 
 HISTORY_COLUMNS = [
     "report_date", "experiment_id", "metric", "role", "variant", "users_control", "users_treatment",
@@ -79,11 +78,10 @@ def history_rows(report: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def _read(spark: SparkSession, lake: Lake, spec: tables.TableSpec, columns: list[str],
-          day: dt.date | None = None, snapshot: int | None = None) -> pd.DataFrame:
-    """A table's rows as pandas (all nights, or `day`'s without its date; at `snapshot`, else the current one),
+def _read(spark: SparkSession, name: str, columns: list[str], day: dt.date | None = None,
+          snapshot: int | None = None) -> pd.DataFrame:
+    """Table `name`'s rows as pandas (all nights, or `day`'s without its date; at `snapshot`, else the current one),
     `report_date` as `YYYY-MM-DD` text."""
-    name = tables.ensure(spark, lake, spec)
     table = spark.read.option("versionAsOf", snapshot).table(name) if snapshot else spark.table(name)
     if day is not None:
         table = table.where(tables.on_day("report_date", day)).drop("report_date")
@@ -96,8 +94,9 @@ def _read(spark: SparkSession, lake: Lake, spec: tables.TableSpec, columns: list
 def read_history(spark: SparkSession, lake: Lake) -> tuple[pd.DataFrame, int | None]:
     """Every published night's history rows (small: experiments x metrics x arms x nights), read at the table's
     current snapshot, and that snapshot's id (None: no night yet), for the run's record of what it read."""
-    snapshot = tables.current_snapshot(spark, tables.ensure(spark, lake, HISTORY))
-    return _read(spark, lake, HISTORY, HISTORY_COLUMNS, snapshot=snapshot), snapshot
+    name = tables.ensure(spark, lake, HISTORY)
+    snapshot = tables.current_snapshot(spark, name)
+    return _read(spark, name, HISTORY_COLUMNS, snapshot=snapshot), snapshot
 
 
 def _replace_night(spark: SparkSession, lake: Lake, day: dt.date, run_id: str, spec: tables.TableSpec,
@@ -131,13 +130,14 @@ def merge_subset(spark: SparkSession, lake: Lake, day: dt.date, night: Night) ->
     """For a run on some experiments: tonight's published rows of the other experiments stay."""
     ids = {e["id"] for e in night.report["experiments"]}
     try:
-        old = json.loads(read_bytes(lake.report_file(STAGE, day, "report.json")))
+        old = json.loads(storage.read_bytes(lake.report_file(STAGE, day, "report.json")))
         others = [e for e in old["experiments"] if e["id"] not in ids]
         report = {**night.report, "experiments": sorted(others + night.report["experiments"], key=lambda e: e["id"])}
     except FileNotFoundError:
         report = night.report
-    counts = _keep_others(_read(spark, lake, COUNTS, COLUMNS, day), night.counts, ids)
-    diag = _keep_others(_read(spark, lake, DIAGNOSTICS, DIAGNOSTIC_COLUMNS, day), night.diagnostics, ids)
+    counts = _keep_others(_read(spark, tables.ensure(spark, lake, COUNTS), COLUMNS, day), night.counts, ids)
+    diag = _keep_others(_read(spark, tables.ensure(spark, lake, DIAGNOSTICS), DIAGNOSTIC_COLUMNS, day),
+                        night.diagnostics, ids)
     return Night(report, counts, diag)
 
 
@@ -163,9 +163,9 @@ def publish(spark: SparkSession, this: Run, night: Night, history: pd.DataFrame,
                 "tables_read": tables_read or {}, "tables_written": snapshots, "seconds": seconds,
                 "schema_version": night.report["schema_version"]}
     staging = this.staging("reports", STAGE)
-    write_atomic(f"{staging}/report.json",
-                 json.dumps(night.report, separators=(",", ":"), allow_nan=False).encode())
-    write_atomic(f"{staging}/report.html", html.encode())
+    storage.write_atomic(f"{staging}/report.json",
+                         json.dumps(night.report, separators=(",", ":"), allow_nan=False).encode())
+    storage.write_atomic(f"{staging}/report.html", html.encode())
     report = Output(staging, lake.partition("reports", STAGE, day), manifest)
     this.publish([report])
     return {"status": "published", "report_date": day.isoformat(), "run_id": this.run_id,
@@ -194,11 +194,12 @@ def migrate_legacy(spark: SparkSession, lake: Lake, run_id: str) -> dict[str, An
             label = partition.rstrip("/").rsplit("/", 1)[-1]
             if not label.startswith("dt=") or not storage.exists(Lake.manifest(partition)):
                 continue  # staging, trash, a partition never published
-            day, legacy = dt.date.fromisoformat(label.removeprefix("dt=")), [*legacy, partition]
+            day = dt.date.fromisoformat(label.removeprefix("dt="))
+            legacy.append(partition)
             if day in have:
                 skipped.append(day.isoformat())
                 continue
-            frame = pd.read_parquet(io.BytesIO(read_bytes(f"{partition}/{name}")))
+            frame = pd.read_parquet(io.BytesIO(storage.read_bytes(f"{partition}/{name}")))
             if "report_date" in frame.columns:
                 frame = frame.drop(columns="report_date")
             _replace_night(spark, lake, day, run_id, spec, frame.reindex(columns=columns))

@@ -156,10 +156,10 @@ def test_the_migration_copies_a_previous_release_lake_once_without_losing_or_dup
     reg = registry.load()
     ab_report.run(spark, ab_lake, DAYS[0], reg)
     ab_report.run(spark, ab_lake, DAYS[1], reg)
-    source = {day: {"counts.parquet": outputs._read(spark, ab_lake, outputs.COUNTS, outputs.COLUMNS, day),
-                    "diagnostics.parquet": outputs._read(spark, ab_lake, outputs.DIAGNOSTICS,
+    source = {day: {"counts.parquet": outputs._read(spark, outputs.COUNTS.qualified, outputs.COLUMNS, day),
+                    "diagnostics.parquet": outputs._read(spark, outputs.DIAGNOSTICS.qualified,
                                                          outputs.DIAGNOSTIC_COLUMNS, day),
-                    "history.parquet": outputs._read(spark, ab_lake, outputs.HISTORY, outputs.HISTORY_COLUMNS, day)
+                    "history.parquet": outputs._read(spark, outputs.HISTORY.qualified, outputs.HISTORY_COLUMNS, day)
                     .assign(report_date=day.isoformat())}
               for day in DAYS}
     old = Lake((tmp_path / "old").as_uri())
