@@ -39,10 +39,14 @@ def lake_tables(spark: SparkSession, lake: Lake) -> list[str]:
                   for row in spark.sql(f"SHOW TABLES IN {catalog.NAME}.{ns}").collect())
 
 
-def _call(spark: SparkSession, procedure: str, **args: str) -> dict[str, Any]:
+def _call(spark: SparkSession, procedure: str, **args: str) -> list[dict[str, Any]]:
+    """The rows an Iceberg procedure returns (a summary row, or a row per file it removed)."""
     named = ", ".join(f"{name} => {value}" for name, value in args.items())
-    result = spark.sql(f"CALL {catalog.NAME}.system.{procedure}({named})").collect()
-    return result[0].asDict() if result else {}
+    return [row.asDict() for row in spark.sql(f"CALL {catalog.NAME}.system.{procedure}({named})").collect()]
+
+
+def _at(moment: dt.datetime) -> str:
+    return f"TIMESTAMP '{moment:%Y-%m-%d %H:%M:%S}'"
 
 
 def _files(spark: SparkSession, table: str) -> dict[str, int]:
@@ -57,14 +61,13 @@ def maintain(spark: SparkSession, table: str, settings: MaintenanceSettings, now
     before = _files(spark, table)
     name = f"'{table}'"
     options = f"map('target-file-size-bytes', '{settings.target_file_size_mb * 1024 * 1024}', 'min-input-files', '2')"
-    compacted = _call(spark, "rewrite_data_files", table=name, options=options)
-    deletes = _call(spark, "rewrite_position_delete_files", table=name)
-    expire_before = now - dt.timedelta(days=settings.snapshot_retention_days)
-    expired = _call(spark, "expire_snapshots", table=name, older_than=f"TIMESTAMP '{expire_before:%Y-%m-%d %H:%M:%S}'",
-                    retain_last=str(settings.retain_last_snapshots))
-    orphan_before = now - dt.timedelta(hours=settings.orphan_file_age_hours)
-    orphans = spark.sql(f"CALL {catalog.NAME}.system.remove_orphan_files(table => {name}, "
-                        f"older_than => TIMESTAMP '{orphan_before:%Y-%m-%d %H:%M:%S}')").collect()
+    [compacted] = _call(spark, "rewrite_data_files", table=name, options=options)
+    [deletes] = _call(spark, "rewrite_position_delete_files", table=name)
+    [expired] = _call(spark, "expire_snapshots", table=name,
+                      older_than=_at(now - dt.timedelta(days=settings.snapshot_retention_days)),
+                      retain_last=str(settings.retain_last_snapshots))
+    orphans = _call(spark, "remove_orphan_files", table=name,
+                    older_than=_at(now - dt.timedelta(hours=settings.orphan_file_age_hours)))
     done = {"before": before, "after": _files(spark, table),
             "compacted": {"data_files_rewritten": compacted.get("rewritten_data_files_count", 0),
                           "data_files_added": compacted.get("added_data_files_count", 0),
