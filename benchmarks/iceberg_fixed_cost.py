@@ -18,10 +18,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from submit import demo_lake
+from submit import demo_lake, timed
 
 from jobs.common import artifact, catalog, config, settings
 
@@ -39,13 +38,9 @@ def submit(checkout: Path, conf: dict[str, str], py_files: str, job: str, lake: 
     options = [a for key, value in conf.items() for a in ("--conf", f"{key}={value}")]
     command = ["spark-submit", *options, "--py-files", py_files, str(checkout / "jobs" / f"{job}.py"),
                "--date", DAYS[-1], "--lake-root", lake]
-    cpu, started = cpu_seconds(), time.monotonic()
-    with log.open("ab") as out:
-        done = subprocess.run(command, cwd=checkout, env={**os.environ, "PIPELINE_HOME": str(checkout)},
-                              stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode:
-        sys.exit(f"{job} from {checkout} failed; see {log}")
-    return time.monotonic() - started, cpu_seconds() - cpu
+    cpu = cpu_seconds()
+    wall = timed(command, {**os.environ, "PIPELINE_HOME": str(checkout)}, log)
+    return wall, cpu_seconds() - cpu
 
 
 def main() -> None:
